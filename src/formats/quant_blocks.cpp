@@ -1,0 +1,109 @@
+// Reference dequantization of GGUF blocks: plain scalar code, written to be read against ggml's
+// definitions (ggml-quants.c dequantize_row_*). The oracle for every fast kernel.
+#include "formats/quant_blocks.h"
+
+#include <cstring>
+
+#include "core/half.h"
+
+namespace pdvm::formats {
+using core::bf16_to_f32;
+using core::f16_to_f32;
+using core::WeightType;
+
+void dequantize_row(WeightType type, const uint8_t* row, int64_t cols, float* out) {
+  switch (type) {
+    case WeightType::kF32:
+      std::memcpy(out, row, size_t(cols) * 4);
+      return;
+    case WeightType::kF16:
+      for (int64_t i = 0; i < cols; ++i) {
+        uint16_t h; std::memcpy(&h, row + 2 * i, 2); out[i] = f16_to_f32(h);
+      }
+      return;
+    case WeightType::kBF16:
+      for (int64_t i = 0; i < cols; ++i) {
+        uint16_t h; std::memcpy(&h, row + 2 * i, 2); out[i] = bf16_to_f32(h);
+      }
+      return;
+    case WeightType::kQ8_0: {
+      const auto* b = reinterpret_cast<const BlockQ8_0*>(row);
+      for (int64_t i = 0; i < cols / kQK; ++i) {
+        const float d = f16_to_f32(b[i].d);
+        for (int j = 0; j < kQK; ++j) out[i * kQK + j] = d * b[i].qs[j];
+      }
+      return;
+    }
+    case WeightType::kQ4_0: {
+      const auto* b = reinterpret_cast<const BlockQ4_0*>(row);
+      for (int64_t i = 0; i < cols / kQK; ++i) {
+        const float d = f16_to_f32(b[i].d);
+        for (int j = 0; j < kQK / 2; ++j) {
+          out[i * kQK + j] = d * ((b[i].qs[j] & 0xF) - 8);
+          out[i * kQK + j + kQK / 2] = d * ((b[i].qs[j] >> 4) - 8);
+        }
+      }
+      return;
+    }
+    case WeightType::kQ4_1: {
+      const auto* b = reinterpret_cast<const BlockQ4_1*>(row);
+      for (int64_t i = 0; i < cols / kQK; ++i) {
+        const float d = f16_to_f32(b[i].d), m = f16_to_f32(b[i].m);
+        for (int j = 0; j < kQK / 2; ++j) {
+          out[i * kQK + j] = d * (b[i].qs[j] & 0xF) + m;
+          out[i * kQK + j + kQK / 2] = d * (b[i].qs[j] >> 4) + m;
+        }
+      }
+      return;
+    }
+    case WeightType::kQ4_K: {
+      const auto* b = reinterpret_cast<const BlockQ4_K*>(row);
+      for (int64_t i = 0; i < cols / kQK_K; ++i) {
+        const float d = f16_to_f32(b[i].d), dmin = f16_to_f32(b[i].dmin);
+        const uint8_t* q = b[i].qs;
+        float* y = out + i * kQK_K;
+        // 4 groups of 64 weights: 32 low nibbles (sub-block 2g), then 32 high (sub-block 2g+1)
+        for (int g = 0; g < 4; ++g) {
+          uint8_t sc, m;
+          q4_k_scale_min(2 * g, b[i].scales, &sc, &m);
+          const float d1 = d * sc, m1 = dmin * m;
+          q4_k_scale_min(2 * g + 1, b[i].scales, &sc, &m);
+          const float d2 = d * sc, m2 = dmin * m;
+          for (int l = 0; l < 32; ++l) y[g * 64 + l] = d1 * (q[l] & 0xF) - m1;
+          for (int l = 0; l < 32; ++l) y[g * 64 + 32 + l] = d2 * (q[l] >> 4) - m2;
+          q += 32;
+        }
+      }
+      return;
+    }
+    case WeightType::kQ6_K: {
+      const auto* b = reinterpret_cast<const BlockQ6_K*>(row);
+      for (int64_t i = 0; i < cols / kQK_K; ++i) {
+        const float d = f16_to_f32(b[i].d);
+        const uint8_t* ql = b[i].ql;
+        const uint8_t* qh = b[i].qh;
+        const int8_t* sc = b[i].scales;
+        float* y = out + i * kQK_K;
+        // two halves of 128 weights; in each, 4 runs of 32 built from ql nibbles and qh 2-bit pairs
+        for (int h = 0; h < 2; ++h) {
+          for (int l = 0; l < 32; ++l) {
+            const int is = l / 16;
+            const int q1 = int((ql[l] & 0xF) | ((qh[l] >> 0) & 3) << 4) - 32;
+            const int q2 = int((ql[l + 32] & 0xF) | ((qh[l] >> 2) & 3) << 4) - 32;
+            const int q3 = int((ql[l] >> 4) | ((qh[l] >> 4) & 3) << 4) - 32;
+            const int q4 = int((ql[l + 32] >> 4) | ((qh[l] >> 6) & 3) << 4) - 32;
+            y[l] = d * sc[is + 0] * q1;
+            y[l + 32] = d * sc[is + 2] * q2;
+            y[l + 64] = d * sc[is + 4] * q3;
+            y[l + 96] = d * sc[is + 6] * q4;
+          }
+          y += 128; ql += 64; qh += 32; sc += 8;
+        }
+      }
+      return;
+    }
+  }
+  PDVM_ASSERT(false && "unknown weight type");
+}
+
+}  // namespace pdvm::formats
