@@ -84,6 +84,8 @@ def gguf_cases():
     c["alignment_not_pow2.gguf"] = (
         gguf([kv("general.alignment", U32, struct.pack("<I", 48))], [T64], D64, alignment=48),
         "power of two")
+    c["alignment_4.gguf"] = (gguf([kv("general.alignment", U32, struct.pack("<I", 4))], [T64],
+                                  D64, alignment=4), "at least 8")
     c["alignment_zero.gguf"] = (gguf([kv("general.alignment", U32, struct.pack("<I", 0))], [T64],
                                      D64), "power of two")
     c["alignment_string.gguf"] = (gguf([kv("general.alignment", STRING, s("32"))], [T64], D64),

@@ -76,7 +76,7 @@ struct SmallFile {
 };
 
 TEST(Gguf, RoundTripAllValueTypesAndTensors) {
-  for (uint32_t alignment : {32u, 64u, 1u, 4096u}) {
+  for (uint32_t alignment : {32u, 64u, 8u, 4096u}) {
     SCOPED_TRACE("alignment " + std::to_string(alignment));
     SmallFile small;
     const std::string path = temp_path("roundtrip.gguf");
@@ -138,6 +138,7 @@ TEST(Gguf, RoundTripAllValueTypesAndTensors) {
         EXPECT_EQ(std::memcmp(t->data, want.data, want.n_bytes), 0) << want.name;
       }
       EXPECT_EQ(t->data, f->mapping()->data() + f->data_offset() + t->offset);
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(t->data) % 8, 0u);
     }
     EXPECT_EQ(f->find("token_embd.weight")->weight_type, core::WeightType::kQ8_0);
     EXPECT_EQ(f->find("blk.0.ffn_down.weight")->weight_type, core::WeightType::kQ4_K);
@@ -209,6 +210,7 @@ TEST(Gguf, WriterRejectsInconsistentInput) {
   EXPECT_FALSE(write_gguf(path, {{"k", {GgufValueType::kU8, {}, int64_t(256)}}}, {}).is_ok());
   EXPECT_FALSE(write_gguf(path, {{"k", {GgufValueType::kString, {}, int64_t(1)}}}, {}).is_ok());
   EXPECT_FALSE(write_gguf(path, {}, {}, 48).is_ok());
+  EXPECT_FALSE(write_gguf(path, {}, {}, 4).is_ok());  // GGUF requires a multiple of 8
   EXPECT_FALSE(write_gguf(path, {{"general.alignment", GgufValue::u32(64)}}, {}, 32).is_ok());
   fs::remove(path);
 }

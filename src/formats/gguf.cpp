@@ -366,9 +366,11 @@ Result<GgufFile> GgufFile::parse(std::shared_ptr<const void> keepalive, const ui
     if (!a.is_ok() || type == GgufValueType::kBool)
       return corrupt(where + ": general.alignment is a " +
                      std::string(gguf_value_type_name(type)) + ", expected a u32");
-    if (*a <= 0 || *a > (int64_t(1) << 30) || !std::has_single_bit(uint64_t(*a)))
+    // The spec requires a multiple of 8; with it every tensor starts 8-byte aligned in the
+    // file, so block structs and f32 rows may be read in place without misaligned access.
+    if (*a < 8 || *a > (int64_t(1) << 30) || !std::has_single_bit(uint64_t(*a)))
       return corrupt(where + ": general.alignment is " + std::to_string(*a) +
-                     ", expected a power of two");
+                     ", expected a power of two, at least 8 (GGUF requires a multiple of 8)");
     f.alignment_ = uint32_t(*a);
   }
 
@@ -653,9 +655,9 @@ Status check_and_put_value(Writer& w, const std::string& key, const GgufValue& v
 
 Status write_gguf(const std::string& path, const std::vector<GgufKv>& kvs,
                   const std::vector<GgufTensorToWrite>& tensors, uint32_t alignment) {
-  if (alignment == 0 || !std::has_single_bit(alignment) || alignment > (1u << 30))
+  if (alignment < 8 || !std::has_single_bit(alignment) || alignment > (1u << 30))
     return invalid_argument(path + ": alignment " + std::to_string(alignment) +
-                            " is not a power of two");
+                            " is not a power of two of at least 8");
   std::vector<GgufKv> all = kvs;
   bool has_alignment_kv = false;
   std::set<std::string> keys;

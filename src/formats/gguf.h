@@ -99,6 +99,8 @@ class GgufFile {
 
   const std::string& path() const { return path_; }
   uint32_t version() const { return version_; }
+  // general.alignment (32 when absent): a power of two >= 8, so every tensor's data starts at
+  // a file offset that is a multiple of 8 (and its pointer too: mappings are page-aligned).
   uint32_t alignment() const { return alignment_; }
   uint64_t data_offset() const { return data_offset_; }  // file offset of the data section
 

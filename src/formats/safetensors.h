@@ -22,7 +22,10 @@ struct SafetensorsTensor {
   std::string name;
   std::string dtype;             // as in the header: "F32", "F16", "BF16", "I8", "U8", "I32", ...
   std::vector<int64_t> shape;
-  const uint8_t* data = nullptr; // into the mapping; n_bytes bytes
+  // Into the mapping; n_bytes bytes. Not necessarily aligned: safetensors offsets carry no
+  // alignment guarantee (the reference writer pads only the header to 8), so read elements
+  // with memcpy or check the alignment before casting.
+  const uint8_t* data = nullptr;
   size_t n_bytes = 0;
   // Bits per element of `dtype` (4 for F4, 6 for F6_*, 16 for BF16, ...); 0 when pdvm does not
   // know the dtype: such a tensor loads (its range is checked) but its size could not be
