@@ -37,6 +37,14 @@ class Backend {
     return logits();
   }
 
+  // Fills KV positions [0, n_positions) of every layer with random values (std ~1), so a
+  // benchmark can time decode at context depth n without decoding n tokens first. Optional:
+  // the default reports kUnsupported and the caller decodes the positions instead (slow).
+  virtual Status fill_kv_random(int n_positions, uint64_t seed) {
+    (void)n_positions; (void)seed;
+    return unsupported(name() + " backend cannot fill its KV cache directly");
+  }
+
   // The hidden state [d_model] (host copy), for tests that compare backends layer by layer.
   virtual std::span<const float> hidden() = 0;
   virtual int n_layers() const = 0;

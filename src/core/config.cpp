@@ -37,11 +37,17 @@ Status ModelConfig::validate() const {
   PDVM_TRY(need(rms_eps > 0 && std::isfinite(rms_eps), "rms_norm_eps must be positive"));
   PDVM_TRY(need(rope_theta > 0 && std::isfinite(rope_theta), "rope theta must be positive"));
   PDVM_TRY(need(rope_scaling.factor > 0, "rope scaling factor must be positive"));
+  PDVM_TRY(need(rope_freq_factors.empty() || int(rope_freq_factors.size()) == rope_dim / 2,
+                "rope_freqs has " + std::to_string(rope_freq_factors.size()) +
+                    " factors, expected rotary dims / 2 = " + std::to_string(rope_dim / 2)));
+  for (float f : rope_freq_factors)
+    PDVM_TRY(need(f > 0 && std::isfinite(f), "rope_freqs factors must be positive and finite"));
   return Status::ok();
 }
 
 double ModelConfig::rope_inv_freq(int i) const {
-  const double freq = 1.0 / std::pow(double(rope_theta), 2.0 * i / rope_dim);
+  double freq = 1.0 / std::pow(double(rope_theta), 2.0 * i / rope_dim);
+  if (size_t(i) < rope_freq_factors.size()) freq /= rope_freq_factors[size_t(i)];
   switch (rope_scaling.type) {
     case RopeScalingType::kNone: return freq;
     case RopeScalingType::kLinear: return freq / rope_scaling.factor;

@@ -45,6 +45,7 @@ struct ModelConfig {
   int rope_dim = 0;         // rotated dims per head (== head_dim unless partial rotary)
   RopeStyle rope_style = RopeStyle::kNeox;
   RopeScaling rope_scaling;
+  std::vector<float> rope_freq_factors;  // GGUF rope_freqs.weight: inv_freq[i] /= factor[i]
   bool qkv_bias = false;    // Qwen2
   bool tie_embeddings = false;
   int sliding_window = 0;   // 0: full attention; else attend to the last N positions (Mistral v0.1, Phi-3)

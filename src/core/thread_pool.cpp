@@ -42,9 +42,9 @@ void ThreadPool::run_impl(Trampoline fn, void* ctx) {
 }
 
 void ThreadPool::worker(int index) {
-  uint64_t seen = 0;
+  uint32_t seen = 0;
   for (;;) {
-    uint64_t g = generation_.load(std::memory_order_acquire);
+    uint32_t g = generation_.load(std::memory_order_acquire);
     for (int i = 0; g == seen && i < kSpinIterations; ++i) {
       PDVM_PAUSE();
       g = generation_.load(std::memory_order_acquire);

@@ -51,7 +51,7 @@ class ThreadPool {
   std::vector<std::thread> threads_;
   Trampoline job_fn_ = nullptr;
   void* job_ctx_ = nullptr;
-  std::atomic<uint64_t> generation_{0};  // bumped once per run(); workers wait for a change
+  std::atomic<uint32_t> generation_{0};  // bumped once per run(); 32-bit so atomic wait is a plain futex
   std::atomic<int> pending_{0};          // workers still running the current job
   std::atomic<bool> stop_{false};
 };

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Builds everything and runs all tests: the Release build (unit, model and - where a GPU exists -
+# gpu labels), then the bad-input and parser tests again under AddressSanitizer + UBSan.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install_deps.sh
+bash scripts/fetch_model.sh || echo "test: default model unavailable; tests that need it will SKIP"
+jobs=$(nproc)
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build -j"$jobs"
+ctest --test-dir build --output-on-failure -j"$jobs" --timeout 900
+
+# Sanitizers: no CUDA, no benchmarks; only the tests that feed bad input to parsers and loaders.
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPDVM_CUDA=OFF -DPDVM_BENCH=OFF \
+  -DPDVM_SANITIZE=address,undefined >/dev/null
+asan_tests=(test_safetensors test_gguf test_bad_input test_tokenizer)
+targets=()
+for t in "${asan_tests[@]}"; do [ -f "tests/$t.cpp" ] && targets+=("$t"); done
+cmake --build build-asan -j"$jobs" --target "${targets[@]}"
+export ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+for t in "${targets[@]}"; do
+  echo "== $t (address,undefined)"
+  "build-asan/tests/$t" --gtest_brief=1
+done
