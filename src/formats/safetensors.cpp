@@ -26,6 +26,13 @@ std::string hex(uint64_t v) {
   return buf;
 }
 
+// Parser messages quote the offending bytes; keep a message printable ASCII.
+std::string printable(std::string_view s, size_t max_len) {
+  std::string out;
+  for (char c : s.substr(0, max_len)) out += (c >= 0x20 && c < 0x7f) ? c : '?';
+  return out;
+}
+
 std::string json_kind(const json& j) { return j.type_name(); }
 
 // A non-negative integer that fits in uint64 (nlohmann parses those as number_unsigned).
@@ -133,9 +140,13 @@ Result<SafetensorsFile> SafetensorsFile::parse(std::shared_ptr<const void> keepa
     }
     return true;
   };
-  const json root = json::parse(header, data, on_event, /*allow_exceptions=*/false);
-  if (root.is_discarded())
-    return corrupt(where + ": header (" + std::to_string(header_len) + " bytes) is not valid JSON");
+  json root;
+  try {
+    root = json::parse(header, data, on_event);
+  } catch (const json::exception& e) {  // parse_error: says where ("at line 1, column 17")
+    return corrupt(where + ": header (" + std::to_string(header_len) +
+                   " bytes) is not valid JSON: " + printable(e.what(), 300));
+  }
   if (!duplicate.empty())
     return corrupt(where + ": header repeats the key '" + duplicate + "'");
   if (!root.is_object())
@@ -222,7 +233,7 @@ Result<SafetensorsFile> SafetensorsFile::parse(std::shared_ptr<const void> keepa
     const std::string at = where + ": tensor '" + f.tensors_[i].name + "'";
     if (begin < cursor)
       return corrupt(at + ": data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) +
-                     ") overlap tensor '" + prev + "' (which ends at " + std::to_string(cursor) +
+                     "] overlap tensor '" + prev + "' (which ends at " + std::to_string(cursor) +
                      ")");
     if (begin > cursor)
       return corrupt(at + ": data begins at " + std::to_string(begin) + " but the previous " +
