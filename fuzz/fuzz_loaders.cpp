@@ -4,7 +4,7 @@
 // range the validator let through. Seed corpus: tests/data/broken/ plus tests/data/quant/.
 //   cmake -S . -B build-fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DPDVM_FUZZ=ON
 //   cmake --build build-fuzz --target fuzz_loaders
-//   mkdir -p fuzz-corpus && build-fuzz/fuzz/fuzz_loaders -max_len=4096 fuzz-corpus tests/data/broken
+//   mkdir -p build-fuzz/corpus && build-fuzz/fuzz/fuzz_loaders -max_len=4096 build-fuzz/corpus tests/data/broken
 // libFuzzer writes new inputs into the FIRST directory: never name tests/data/... first.
 #include <cstddef>
 #include <cstdint>
