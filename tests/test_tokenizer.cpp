@@ -116,7 +116,10 @@ class HfParity : public ::testing::TestWithParam<Fixture> {};
 
 std::string show(const std::vector<int32_t>& v) {
   std::string s;
-  for (size_t i = 0; i < v.size(); ++i) s += (i ? " " : "") + std::to_string(v[i]);
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (i) s += ' ';
+    s += std::to_string(v[i]);
+  }
   return s;
 }
 
@@ -168,7 +171,7 @@ INSTANTIATE_TEST_SUITE_P(Files, HfParity, ::testing::ValuesIn(fixtures()),
 
 Tokenizer smollm() {
   auto r = Tokenizer::from_spec(spec_from_gguf_dump(load_json_gz(kData + "/smollm2/gguf_tokenizer.json.gz")));
-  if (!r.is_ok()) std::fprintf(stderr, "smollm: %s\n", r.status().message().c_str());
+  if (!r.is_ok()) std::fprintf(stderr, "smollm2 fixture: %s\n", r.status().message().c_str());
   PDVM_ASSERT(r.is_ok());
   return std::move(r).value();
 }
@@ -234,6 +237,35 @@ TEST(Tokenizer, Utf8Lossy) {
   EXPECT_EQ(utf8_lossy("\xff\xfe"), "\xEF\xBF\xBD\xEF\xBF\xBD");  // two invalid bytes
   EXPECT_EQ(utf8_lossy("\xf0\x9f\x98"), "\xEF\xBF\xBD");
   EXPECT_EQ(utf8_lossy("ok"), "ok");
+}
+
+// Property check independent of HF: random strings over a mixed code point pool survive
+// encode -> decode exactly (byte-level files without a normaliser are lossless), and the stream
+// decoder reproduces them chunk by chunk.
+TEST(Tokenizer, RandomTextRoundTripsThroughByteLevelFiles) {
+  auto cl = Tokenizer::from_json_file(kData + "/cl100k/tokenizer.json.gz", "/dev/null");
+  ASSERT_TRUE(cl.is_ok()) << cl.status().message();
+  Tokenizer sm = smollm();
+  const std::vector<char32_t> pool = {U'a', U'Z', U'0', U'7', U' ', U' ', U'\n', U'\t', U'\'', U'.', U'<', U'|',
+                                      0xE9, 0x301, 0x4E2D, 0x6587, 0x0645, 0x0967, 0x0E2A, 0x1F600, 0x1F3FD,
+                                      0x200D, 0x2003, 0x3000, 0xA0, 0x180E, 0x10FFFF};
+  uint64_t rng = 0x9E3779B97F4A7C15ull;
+  auto next = [&] { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return rng; };
+  for (int iter = 0; iter < 300; ++iter) {
+    std::string text;
+    const size_t len = next() % 40;
+    for (size_t i = 0; i < len; ++i) append_utf8(text, pool[next() % pool.size()]);
+    for (const Tokenizer* tok : {&cl.value(), &sm}) {
+      auto ids = tok->encode(text, false, false);
+      ASSERT_TRUE(ids.is_ok());
+      EXPECT_EQ(tok->decode(ids.value()), text) << json(text).dump();
+      StreamDecoder sd(*tok, false);
+      std::string streamed;
+      for (int32_t id : ids.value()) streamed += sd.push(id);
+      streamed += sd.flush();
+      EXPECT_EQ(streamed, text) << json(text).dump();
+    }
+  }
 }
 
 // --- malformed tokenizer.json ------------------------------------------------------------------
