@@ -2,7 +2,8 @@
 # Installs the Debian packages pdvm builds with, if missing. Safe to re-run; needs root or sudo.
 set -euo pipefail
 pkgs=(cmake ninja-build g++ pkg-config googletest libgtest-dev libbenchmark-dev
-      nlohmann-json3-dev libcli11-dev libpcre2-dev libicu-dev zlib1g-dev tmux python3 python3-pip)
+      nlohmann-json3-dev libcli11-dev libpcre2-dev libicu-dev zlib1g-dev tmux clang libclang-rt-dev
+      python3 python3-pip)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 # python3/pip may come from elsewhere (pyenv): only require them from Debian when absent.

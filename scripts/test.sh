@@ -22,3 +22,14 @@ for t in "${targets[@]}"; do
   echo "== $t (address,undefined)"
   "build-asan/tests/$t" --gtest_brief=1
 done
+
+# The loaders' libFuzzer target, for a bounded time (clang + compiler-rt only).
+if command -v clang++ >/dev/null; then
+  cmake -S . -B build-fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_C_COMPILER=clang \
+    -DPDVM_CUDA=OFF -DPDVM_TESTS=OFF -DPDVM_BENCH=OFF -DPDVM_FUZZ=ON >/dev/null
+  cmake --build build-fuzz -j"$jobs" --target fuzz_loaders
+  mkdir -p build-fuzz/corpus
+  echo "== fuzz_loaders (60 s)"
+  build-fuzz/fuzz/fuzz_loaders -max_len=4096 -max_total_time=60 -print_final_stats=1 \
+    build-fuzz/corpus tests/data/broken 2>&1 | tail -3
+fi

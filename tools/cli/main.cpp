@@ -5,6 +5,7 @@
 #include <iostream>
 #include <iterator>
 
+#include "bench_command.h"
 #include "commands.h"
 
 namespace {
@@ -64,6 +65,8 @@ int main(int argc, char** argv) {
   tok_cmd->add_flag("--json", tok_json, "print a JSON array");
   tok_cmd->add_flag("--decode", tok_decode, "input is ids, print the text");
 
+  CLI::App* bench_cmd = pdvm::cli::add_bench_command(app);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -77,6 +80,7 @@ int main(int argc, char** argv) {
     if (run.ignore_eos) run.gen.stop_at_eos = false;
     return pdvm::cli::run_generate(run);
   }
+  if (*bench_cmd) return pdvm::cli::run_bench_command();
   if (*inspect_cmd) return pdvm::cli::run_inspect(inspect_model);
   if (*logits_cmd) {
     size_t at = 0;
