@@ -1,0 +1,90 @@
+// Fast CPU matrix-vector products y = W x for every core::WeightType, reading the GGUF block
+// layouts in place (no repacking). Batch-1 decode is bound by the bytes of W, so these kernels
+// aim to run at the machine's read bandwidth: int8 dot products (AVX-512 VNNI, AVX2 fallback,
+// scalar fallback) against x quantized once per step, f32 FMA for the float types.
+// The plain oracle is formats::dequantize_row (see tests/test_matvec.cpp); threading is the
+// caller's core::ThreadPool. The CPU backend (cpu_backend.*) decides what to call when.
+#pragma once
+
+#include <cstdint>
+#include <cstdlib>
+#include <memory>
+#include <span>
+
+#include "core/thread_pool.h"
+#include "core/weight.h"
+
+namespace pdvm::cpu {
+
+// The input vector x, prepared once for every matrix that multiplies it:
+//  * an f32 copy (the float-weight paths use it exactly);
+//  * x quantized to int8 in blocks of 32 (Q8_0-style: scale = max|x| / 127, q = round(x / scale)),
+//    with per-block scale and scaled block sums (scale * sum q, over 32 and over each 16), which the
+//    quantized weight paths use for their offsets (Q4_0's -8, Q4_1's +m, Q4_K's -min, Q6_K's -32).
+// Memory is allocated only in the constructor; prepare() never allocates, so the decode loop does
+// not either. Not thread-safe to prepare() while a matvec reads it; concurrent matvecs reading
+// one prepared input are fine.
+class PreparedInput {
+ public:
+  explicit PreparedInput(int64_t max_cols);
+
+  // Copies and quantizes x[0, cols). cols <= max_cols. Single-threaded (a few us at 20k cols).
+  void prepare(const float* x, int64_t cols);
+
+  int64_t cols() const { return cols_; }
+  int64_t max_cols() const { return max_cols_; }
+  // Every array below is padded with zeros (codes 0, scales 0) to P = round_up(cols, 512), i.e.
+  // whole groups of 16 blocks of 32; all are 64-byte aligned.
+  // [P] f32 copy of x.
+  const float* f32() const { return f32_.get(); }
+  // [P] int8 codes, x[c] ~= q8()[c] * q8_scale()[c / 32].
+  const int8_t* q8() const { return q8_.get(); }
+  // [P] the codes of each pair of blocks (2k, 2k+1) re-ordered as 16 codes each of
+  // (2k)[0:16], (2k+1)[0:16], (2k)[16:32], (2k+1)[16:32]: the order in which one 256-bit load of
+  // two Q4 blocks' packed nibbles unpacks (low nibbles, then high nibbles).
+  const int8_t* q8_nibble_pairs() const { return q8_pairs_.get(); }
+  // [P] the codes offset to unsigned, q8() + 128, for vpdpbusd against signed Q8_0 weights.
+  const uint8_t* u8() const { return u8_.get(); }
+  // [P / 32]: dequantization scale of each block of 32.
+  const float* q8_scale() const { return scale_.get(); }
+  // [P / 32]: scale * sum of the block's 32 int8 values.
+  const float* q8_scaled_sum32() const { return sum32_.get(); }
+  // [P / 16]: scale * sum of each half block's 16 int8 values (Q6_K's unit).
+  const float* q8_scaled_sum16() const { return sum16_.get(); }
+
+ private:
+  struct FreeDeleter { void operator()(void* p) const { std::free(p); } };
+  template <typename T> using Buffer = std::unique_ptr<T[], FreeDeleter>;
+
+  int64_t max_cols_ = 0;
+  int64_t cols_ = 0;
+  Buffer<float> f32_;
+  Buffer<int8_t> q8_;
+  Buffer<int8_t> q8_pairs_;
+  Buffer<uint8_t> u8_;
+  Buffer<float> scale_;
+  Buffer<float> sum32_;
+  Buffer<float> sum16_;
+};
+
+// y[r] = sum_c W[r][c] * x[c] for every row r, rows split across the pool's threads.
+// Requires w.cols == x.cols() and y holding w.rows floats; y must not alias the input.
+void matvec(const core::Matrix& w, const PreparedInput& x, float* y, core::ThreadPool& pool);
+
+// Several matrices that share one input (q, k, v; gate, up) in ONE parallel region: one pool
+// sync instead of one per matrix. Work is split by weight bytes across all jobs together.
+struct MatvecJob {
+  const core::Matrix* w;
+  float* y;
+};
+void matvec_multi(std::span<const MatvecJob> jobs, const PreparedInput& x, core::ThreadPool& pool);
+
+// Single-threaded y[r] for r in [row_begin, row_end) (y indexed by absolute row): the per-thread
+// body of the calls above, for backends that run their own fused parallel regions.
+void matvec_rows(const core::Matrix& w, const PreparedInput& x, float* y, int64_t row_begin,
+                 int64_t row_end);
+
+// Which instruction set the kernels were compiled for: "avx512-vnni", "avx2" or "scalar".
+const char* matvec_isa();
+
+}  // namespace pdvm::cpu
