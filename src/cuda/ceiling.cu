@@ -1,0 +1,90 @@
+// measure_read_ceiling: the device-memory ceilings the decode benchmark reports against, measured
+// on the same device in the same run: cudaMemcpy device-to-device (read + write bytes) and a
+// read-only reduction kernel with 16-byte loads (the access pattern of the matvecs).
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "cuda/check.cuh"
+#include "cuda/cuda_backend.h"
+
+namespace pdvm::cuda {
+namespace {
+
+// Reads n16 16-byte words once; one partial sum per block (so the loads cannot be elided).
+__global__ void read_reduce_kernel(const int4* __restrict__ src, size_t n16, unsigned* out) {
+  unsigned acc = 0;
+  const size_t stride = size_t(gridDim.x) * blockDim.x;
+  size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x;
+  for (; i + 3 * stride < n16; i += 4 * stride) {
+    const int4 a = __ldg(src + i), b = __ldg(src + i + stride), c = __ldg(src + i + 2 * stride),
+               d = __ldg(src + i + 3 * stride);
+    acc += unsigned(a.x ^ a.y ^ a.z ^ a.w) + unsigned(b.x ^ b.y ^ b.z ^ b.w) +
+           unsigned(c.x ^ c.y ^ c.z ^ c.w) + unsigned(d.x ^ d.y ^ d.z ^ d.w);
+  }
+  for (; i < n16; i += stride) { const int4 a = __ldg(src + i); acc += unsigned(a.x ^ a.y ^ a.z ^ a.w); }
+  for (int off = 16; off > 0; off >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, off);
+  if ((threadIdx.x & 31) == 0) atomicAdd(out + blockIdx.x, acc);
+}
+
+__global__ void fill_kernel(unsigned* p, size_t n) {
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
+    p[i] = unsigned(i * 2654435761u);
+}
+
+}  // namespace
+
+Result<ReadCeiling> measure_read_ceiling(int device, size_t n_bytes) {
+  PDVM_CUDA_TRY(cudaSetDevice(device));
+  cudaDeviceProp prop{};
+  PDVM_CUDA_TRY(cudaGetDeviceProperties(&prop, device));
+  n_bytes = n_bytes / 4096 * 4096;
+  void* a = nullptr;
+  void* b = nullptr;
+  unsigned* out = nullptr;
+  ReadCeiling r;
+  r.n_bytes = n_bytes;
+  const int blocks = prop.multiProcessorCount * 8;
+  auto cleanup = [&] { cudaFree(a); cudaFree(b); cudaFree(out); };
+  auto run = [&]() -> Status {
+    PDVM_CUDA_TRY(cudaMalloc(&a, n_bytes));
+    PDVM_CUDA_TRY(cudaMalloc(&b, n_bytes));
+    PDVM_CUDA_TRY(cudaMalloc(&out, size_t(blocks) * 4));
+    fill_kernel<<<1024, 256>>>(static_cast<unsigned*>(a), n_bytes / 4);
+    PDVM_CUDA_TRY(cudaGetLastError());
+    cudaEvent_t e0, e1;
+    PDVM_CUDA_TRY(cudaEventCreate(&e0));
+    PDVM_CUDA_TRY(cudaEventCreate(&e1));
+    std::vector<float> copy_ms, read_ms;
+    for (int it = 0; it < 12; ++it) {  // 2 warm-up + 10 timed, median
+      float ms = 0;
+      PDVM_CUDA_TRY(cudaEventRecord(e0));
+      PDVM_CUDA_TRY(cudaMemcpyAsync(b, a, n_bytes, cudaMemcpyDeviceToDevice));
+      PDVM_CUDA_TRY(cudaEventRecord(e1));
+      PDVM_CUDA_TRY(cudaEventSynchronize(e1));
+      PDVM_CUDA_TRY(cudaEventElapsedTime(&ms, e0, e1));
+      if (it >= 2) copy_ms.push_back(ms);
+      PDVM_CUDA_TRY(cudaEventRecord(e0));
+      read_reduce_kernel<<<blocks, 512>>>(static_cast<const int4*>(a), n_bytes / 16, out);
+      PDVM_CUDA_TRY(cudaGetLastError());
+      PDVM_CUDA_TRY(cudaEventRecord(e1));
+      PDVM_CUDA_TRY(cudaEventSynchronize(e1));
+      PDVM_CUDA_TRY(cudaEventElapsedTime(&ms, e0, e1));
+      if (it >= 2) read_ms.push_back(ms);
+    }
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    std::sort(copy_ms.begin(), copy_ms.end());
+    std::sort(read_ms.begin(), read_ms.end());
+    r.memcpy_gbps = 2.0 * double(n_bytes) / (copy_ms[copy_ms.size() / 2] * 1e-3) / 1e9;
+    r.read_gbps = double(n_bytes) / (read_ms[read_ms.size() / 2] * 1e-3) / 1e9;
+    return Status::ok();
+  };
+  const Status st = run();
+  cleanup();
+  PDVM_TRY(st);
+  return r;
+}
+
+}  // namespace pdvm::cuda

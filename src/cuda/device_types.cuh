@@ -1,0 +1,67 @@
+// Plain structs shared by the host code and the kernels: a repacked weight matrix, one layer's
+// device weights, and the step state (activations, KV cache, tables). Passed to kernels by value;
+// everything they point to is allocated once at construction.
+#pragma once
+
+#include <cuda_fp16.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace pdvm::cuda {
+
+// Device weight layouts (repacked at upload from the GGUF blocks so each lane issues 16-byte
+// loads of values alone, and scales sit in their own array):
+//   kF32/kF16/kBF16: the row as is.
+//   kQ8_0: int8 values [rows][cols]; half scales [rows][cols/32].
+//   kQ4_0: the 16 qs bytes of each block [rows][cols/2] (one 16-byte load = one block: weight j
+//          is the low nibble of byte j, weight j+16 the high nibble); half scales [rows][cols/32].
+//   kQ4_1: like kQ4_0, scales are half2 (d, m) [rows][cols/32].
+enum class Fmt : int { kF32, kF16, kBF16, kQ8_0, kQ4_0, kQ4_1 };
+
+struct DevMatrix {
+  const uint8_t* w = nullptr;    // [rows][row_bytes]
+  const void* scales = nullptr;  // see Fmt; null for dense
+  int rows = 0, cols = 0;
+  int row_bytes = 0;             // multiple of 16
+  Fmt fmt = Fmt::kF32;
+};
+
+// One layer, with q/k/v fused into one matrix and gate/up interleaved into another:
+//  qkv rows: [n_heads*head_dim q | n_kv*head_dim k | n_kv*head_dim v]; within each q and k head
+//    the rotary pairs are adjacent rows (2i, 2i+1), so the warp that computes a pair rotates it.
+//  gate_up rows: gate row i at 2i, up row i at 2i+1, so one warp outputs silu(gate)*up.
+struct DevLayer {
+  DevMatrix qkv, wo, gate_up, down;
+  const float* attn_norm = nullptr;  // [d_model]
+  const float* ffn_norm = nullptr;   // [d_model]
+  const float* qkv_bias = nullptr;   // [qkv rows] in qkv row order, or null
+};
+
+struct StepState {
+  int* step = nullptr;       // [2] token, pos: device memory, so one captured graph serves all steps
+  float* x = nullptr;        // [d_model] residual stream (the hidden state)
+  float* q = nullptr;        // [n_heads*head_dim] rotated queries
+  float* attn = nullptr;     // [n_heads*head_dim] attention output
+  float* act = nullptr;      // [d_ff] silu(gate)*up
+  float* part = nullptr;     // [n_heads][n_chunks_max][head_dim+4]: acc[head_dim], m, l, pad
+  float* logits = nullptr;   // [vocab]
+  int* argmax = nullptr;     // [1]
+  // KV cache [n_layers][n_kv_heads][ctx][head_dim], f16: a position's head is 256 contiguous bytes
+  // (head_dim 128), so the head_dim/8 lanes that read it issue one coalesced 16-byte load each, and
+  // a chunk of positions is one contiguous range.
+  __half* k_cache = nullptr;
+  __half* v_cache = nullptr;
+  const float2* rope = nullptr;  // [ctx][rope_dim/2] (cos, sin), computed on the host in double
+  unsigned* barrier = nullptr;   // [2] grid barrier: arrive count, generation
+  int d_model = 0, d_ff = 0, n_heads = 0, n_kv_heads = 0, head_dim = 0, rope_dim = 0;
+  int ctx = 0, window = 0, attn_chunk = 0, n_chunks_max = 0, vocab = 0;
+  int rope_interleaved = 0;
+  float eps = 1e-5f, attn_scale = 1.0f;
+};
+
+__host__ __device__ inline size_t kv_offset(const StepState& s, int layer, int kv_head, int pos) {
+  return ((size_t(layer) * s.n_kv_heads + kv_head) * s.ctx + pos) * s.head_dim;
+}
+
+}  // namespace pdvm::cuda

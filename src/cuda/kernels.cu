@@ -1,0 +1,226 @@
+// The CUDA backend's kernels: thin wrappers around the stages of stages.cuh (one per op), the fused
+// layer kernel (every stage, grid barriers between), embedding, LM head, argmax, KV fill, and their
+// launchers. Launchers check every launch; kernels trust shapes validated at construction.
+#include "cuda/kernels.cuh"
+
+#include "cuda/check.cuh"
+#include "cuda/grid_barrier.cuh"
+#include "cuda/stages.cuh"
+
+namespace pdvm::cuda {
+namespace {
+
+__device__ __forceinline__ float* dyn_smem() {
+  extern __shared__ float4 pdvm_smem4[];
+  return reinterpret_cast<float*>(pdvm_smem4);
+}
+
+__global__ void set_step_kernel(int* step, int token, int pos) {
+  if (token >= 0) step[0] = token;
+  if (pos >= 0) step[1] = pos;
+}
+
+// x <- tok_embd[token]. Reads d_model weights; not a hot path.
+__global__ void embed_kernel(StepState s, DevMatrix embd) {
+  const int token = s.step[0];
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < s.d_model; i += gridDim.x * blockDim.x)
+    s.x[i] = dequant_one(embd, token, i);
+}
+
+__global__ void __launch_bounds__(kThreads) qkv_kernel(StepState s, DevLayer L, int layer) {
+  __shared__ float red[kWarps + 1];
+  qkv_stage(s, L, layer, s.step[1], dyn_smem(), red);
+}
+__global__ void __launch_bounds__(kThreads) attention_kernel(StepState s, int layer) {
+  attention_stage(s, layer, s.step[1], dyn_smem());
+}
+__global__ void __launch_bounds__(kThreads) merge_kernel(StepState s) { merge_stage(s, s.step[1]); }
+__global__ void __launch_bounds__(kThreads) wo_kernel(StepState s, DevLayer L) {
+  __shared__ float red[kWarps + 1];
+  wo_stage(s, L, dyn_smem(), red);
+}
+__global__ void __launch_bounds__(kThreads) ffn_up_kernel(StepState s, DevLayer L) {
+  __shared__ float red[kWarps + 1];
+  ffn_up_stage(s, L, dyn_smem(), red);
+}
+__global__ void __launch_bounds__(kThreads) down_kernel(StepState s, DevLayer L) {
+  __shared__ float red[kWarps + 1];
+  down_stage(s, L, dyn_smem(), red);
+}
+__global__ void __launch_bounds__(kThreads) head_kernel(StepState s, const float* out_norm,
+                                                        DevMatrix out) {
+  __shared__ float red[kWarps + 1];
+  head_stage(s, out_norm, out, dyn_smem(), red);
+}
+
+// layer_kernel: a whole layer in one cooperative launch. Each barrier's reason:
+__global__ void __launch_bounds__(kThreads) layer_kernel(StepState s, DevLayer L, int layer) {
+  __shared__ float red[kWarps + 1];
+  float* smem = dyn_smem();
+  const int pos = s.step[1];
+  qkv_stage(s, L, layer, pos, smem, red);
+  grid_barrier(s.barrier);  // K,V of pos are in the cache and q is complete
+  attention_stage(s, layer, pos, smem);
+  grid_barrier(s.barrier);  // every chunk's partial state is written
+  merge_stage(s, pos);
+  grid_barrier(s.barrier);  // attn (all heads) is complete
+  wo_stage(s, L, smem, red);
+  grid_barrier(s.barrier);  // x has the attention residual (the FFN norm needs all of x)
+  ffn_up_stage(s, L, smem, red);
+  grid_barrier(s.barrier);  // act is complete
+  down_stage(s, L, smem, red);
+  // the kernel's end orders this layer's x before the next launch
+}
+
+// argmax over the logits, lowest index on ties: deterministic. One block.
+constexpr int kArgmaxThreads = 1024;
+__global__ void __launch_bounds__(kArgmaxThreads) argmax_kernel(StepState s) {
+  __shared__ float best_v[kArgmaxThreads / 32];
+  __shared__ int best_i[kArgmaxThreads / 32];
+  float v = -INFINITY;
+  int idx = 0x7fffffff;
+  for (int i = threadIdx.x; i < s.vocab; i += kArgmaxThreads) {
+    const float x = s.logits[i];
+    if (x > v) { v = x; idx = i; }  // i increases, so the first maximum is kept
+  }
+  for (int off = 16; off > 0; off >>= 1) {
+    const float ov = __shfl_xor_sync(0xffffffffu, v, off);
+    const int oi = __shfl_xor_sync(0xffffffffu, idx, off);
+    if (ov > v || (ov == v && oi < idx)) { v = ov; idx = oi; }
+  }
+  if ((threadIdx.x & 31) == 0) { best_v[threadIdx.x >> 5] = v; best_i[threadIdx.x >> 5] = idx; }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    for (int w = 1; w < kArgmaxThreads / 32; ++w)
+      if (best_v[w] > v || (best_v[w] == v && best_i[w] < idx)) { v = best_v[w]; idx = best_i[w]; }
+    s.argmax[0] = idx == 0x7fffffff ? 0 : idx;
+  }
+}
+
+__device__ __forceinline__ uint64_t mix64(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+// K and V of positions [0, n_positions) of every layer and head <- uniform(-sqrt3, sqrt3) (std 1).
+__global__ void fill_kv_random_kernel(StepState s, int n_layers, int n_positions, uint64_t seed) {
+  const size_t per_head = size_t(n_positions) * s.head_dim;
+  const size_t total = size_t(n_layers) * s.n_kv_heads * per_head;
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < total;
+       i += size_t(gridDim.x) * blockDim.x) {
+    const size_t lh = i / per_head, rem = i % per_head;
+    const size_t dst = lh * size_t(s.ctx) * s.head_dim + rem;
+    const uint64_t r = mix64(seed + 0x9e3779b97f4a7c15ull * (i + 1));
+    const float a = (float(uint32_t(r)) * 2.3283064e-10f * 2.0f - 1.0f) * 1.7320508f;
+    const float b = (float(uint32_t(r >> 32)) * 2.3283064e-10f * 2.0f - 1.0f) * 1.7320508f;
+    s.k_cache[dst] = __float2half_rn(a);
+    s.v_cache[dst] = __float2half_rn(b);
+  }
+}
+
+template <typename K>
+Status set_smem(K kernel, size_t smem_bytes) {
+  PDVM_CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                     int(smem_bytes)));
+  return Status::ok();
+}
+
+template <typename K>
+Result<int> resident_blocks(K kernel, size_t smem_bytes, int sm_count) {
+  int per_sm = 0;
+  PDVM_CUDA_TRY(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem_bytes));
+  if (per_sm < 1)
+    return Status(StatusCode::kDevice, "CUDA backend: a " + std::to_string(kThreads) +
+                                           "-thread block with " + std::to_string(smem_bytes) +
+                                           " B of shared memory does not fit on one SM");
+  return per_sm * sm_count;
+}
+
+}  // namespace
+
+Status configure_kernels(size_t smem_bytes, int sm_count, LaunchConfig* cfg) {
+  PDVM_TRY(set_smem(qkv_kernel, smem_bytes));
+  PDVM_TRY(set_smem(attention_kernel, smem_bytes));
+  PDVM_TRY(set_smem(wo_kernel, smem_bytes));
+  PDVM_TRY(set_smem(ffn_up_kernel, smem_bytes));
+  PDVM_TRY(set_smem(down_kernel, smem_bytes));
+  PDVM_TRY(set_smem(head_kernel, smem_bytes));
+  PDVM_TRY(set_smem(layer_kernel, smem_bytes));
+  cfg->smem_bytes = smem_bytes;
+  // the per-op kernels share one grid: the smallest resident count of the matvec kernels
+  int ops = 1 << 30;
+  for (auto r : {resident_blocks(qkv_kernel, smem_bytes, sm_count),
+                 resident_blocks(ffn_up_kernel, smem_bytes, sm_count),
+                 resident_blocks(down_kernel, smem_bytes, sm_count),
+                 resident_blocks(head_kernel, smem_bytes, sm_count)}) {
+    if (!r.is_ok()) return r.status();
+    ops = std::min(ops, r.value());
+  }
+  cfg->grid_ops = ops;
+  PDVM_ASSIGN_OR_RETURN(cfg->grid_layer, resident_blocks(layer_kernel, smem_bytes, sm_count));
+  return Status::ok();
+}
+
+Status launch_set_step(const StepState& s, int token, int pos, cudaStream_t stream) {
+  set_step_kernel<<<1, 1, 0, stream>>>(s.step, token, pos);
+  PDVM_CUDA_LAUNCHED("set_step_kernel");
+  return Status::ok();
+}
+
+Status launch_embed(const StepState& s, const DevMatrix& tok_embd, cudaStream_t stream) {
+  embed_kernel<<<(s.d_model + 255) / 256, 256, 0, stream>>>(s, tok_embd);
+  PDVM_CUDA_LAUNCHED("embed_kernel");
+  return Status::ok();
+}
+
+Status launch_layer_ops(const StepState& s, const DevLayer& L, int layer, const LaunchConfig& c) {
+  qkv_kernel<<<c.grid_ops, kThreads, c.smem_bytes, c.stream>>>(s, L, layer);
+  PDVM_CUDA_LAUNCHED("qkv_kernel");
+  attention_kernel<<<c.grid_ops, kThreads, c.smem_bytes, c.stream>>>(s, layer);
+  PDVM_CUDA_LAUNCHED("attention_kernel");
+  const int merge_blocks = (s.n_heads + kWarps - 1) / kWarps;
+  merge_kernel<<<merge_blocks, kThreads, 0, c.stream>>>(s);
+  PDVM_CUDA_LAUNCHED("merge_kernel");
+  wo_kernel<<<c.grid_ops, kThreads, c.smem_bytes, c.stream>>>(s, L);
+  PDVM_CUDA_LAUNCHED("wo_kernel");
+  ffn_up_kernel<<<c.grid_ops, kThreads, c.smem_bytes, c.stream>>>(s, L);
+  PDVM_CUDA_LAUNCHED("ffn_up_kernel");
+  down_kernel<<<c.grid_ops, kThreads, c.smem_bytes, c.stream>>>(s, L);
+  PDVM_CUDA_LAUNCHED("down_kernel");
+  return Status::ok();
+}
+
+Status launch_layer_fused(const StepState& s, const DevLayer& L, int layer, const LaunchConfig& c) {
+  StepState s_arg = s;
+  DevLayer l_arg = L;
+  int layer_arg = layer;
+  void* args[] = {&s_arg, &l_arg, &layer_arg};
+  PDVM_CUDA_TRY(cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(layer_kernel),
+                                            dim3(c.grid_layer), dim3(kThreads), args, c.smem_bytes,
+                                            c.stream));
+  return Status::ok();
+}
+
+Status launch_head(const StepState& s, const float* out_norm, const DevMatrix& out,
+                   const LaunchConfig& c) {
+  head_kernel<<<c.grid_ops, kThreads, c.smem_bytes, c.stream>>>(s, out_norm, out);
+  PDVM_CUDA_LAUNCHED("head_kernel");
+  return Status::ok();
+}
+
+Status launch_argmax(const StepState& s, cudaStream_t stream) {
+  argmax_kernel<<<1, kArgmaxThreads, 0, stream>>>(s);
+  PDVM_CUDA_LAUNCHED("argmax_kernel");
+  return Status::ok();
+}
+
+Status launch_fill_kv_random(const StepState& s, int n_layers, int n_positions, uint64_t seed,
+                             cudaStream_t stream) {
+  if (n_positions <= 0) return Status::ok();
+  fill_kv_random_kernel<<<1024, 256, 0, stream>>>(s, n_layers, n_positions, seed);
+  PDVM_CUDA_LAUNCHED("fill_kv_random_kernel");
+  return Status::ok();
+}
+
+}  // namespace pdvm::cuda

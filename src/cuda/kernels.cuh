@@ -1,0 +1,37 @@
+// Host launchers of the CUDA backend's kernels (kernel/launcher split: kernels.cu holds both;
+// this header is for other .cu files). Each launcher checks the launch and returns a Status.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "cuda/device_types.cuh"
+#include "pdvm/status.h"
+
+namespace pdvm::cuda {
+
+struct LaunchConfig {
+  int grid_ops = 0;    // blocks of the per-op matvec/attention kernels (resident blocks)
+  int grid_layer = 0;  // blocks of the cooperative layer kernel (must all be resident)
+  size_t smem_bytes = 0;
+  cudaStream_t stream = nullptr;
+};
+
+// Sets the dynamic shared-memory limit of every kernel to smem_bytes and sizes the grids from
+// cudaOccupancyMaxActiveBlocksPerMultiprocessor.
+Status configure_kernels(size_t smem_bytes, int sm_count, LaunchConfig* cfg);
+
+// step[0] = token (if token >= 0), step[1] = pos (if pos >= 0): stream-ordered, no host buffer.
+Status launch_set_step(const StepState& s, int token, int pos, cudaStream_t stream);
+Status launch_embed(const StepState& s, const DevMatrix& tok_embd, cudaStream_t stream);
+Status launch_layer_ops(const StepState& s, const DevLayer& L, int layer, const LaunchConfig& cfg);
+Status launch_layer_fused(const StepState& s, const DevLayer& L, int layer, const LaunchConfig& cfg);
+Status launch_head(const StepState& s, const float* out_norm, const DevMatrix& out,
+                   const LaunchConfig& cfg);
+Status launch_argmax(const StepState& s, cudaStream_t stream);
+Status launch_fill_kv_random(const StepState& s, int n_layers, int n_positions, uint64_t seed,
+                             cudaStream_t stream);
+constexpr int kOpsLaunchesPerLayer = 6;
+
+}  // namespace pdvm::cuda

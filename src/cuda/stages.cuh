@@ -1,0 +1,163 @@
+// The stages of one layer, as block-level __device__ functions shared by the per-op kernels (one
+// stage per launch) and the fused layer kernel (all stages in one launch, grid barriers between).
+// Each stage grid-strides over its work, so it is correct for any grid size.
+#pragma once
+
+#include "cuda/attention.cuh"
+#include "cuda/device_types.cuh"
+#include "cuda/matvec.cuh"
+
+namespace pdvm::cuda {
+
+enum class Stage { kQkv, kAttention, kMerge, kWo, kFfnUp, kDown, kCount };
+
+// ---- epilogues: what a warp does with its kRowsPerWarp finished rows (lane 0 writes) ---------
+
+// q/k rows: bias, then rotate the pair (2i, 2i+1) (adjacent by the upload's row order) and write
+// q (f32) or K (f16, into the cache at pos); v rows: bias, write V.
+struct QkvEpilogue {
+  const StepState* s;
+  const float* bias;
+  int layer, pos;
+  __device__ void operator()(int row0, const float (&acc)[kRowsPerWarp]) const {
+    if ((threadIdx.x & 31) != 0) return;
+    const int hd = s->head_dim, q_rows = s->n_heads * hd, k_rows = s->n_kv_heads * hd;
+    float v[kRowsPerWarp];
+#pragma unroll
+    for (int i = 0; i < kRowsPerWarp; ++i) v[i] = acc[i] + (bias != nullptr ? bias[row0 + i] : 0.0f);
+    if (row0 >= q_rows + k_rows) {
+      const int r = row0 - q_rows - k_rows;
+      __half* dst = s->v_cache + kv_offset(*s, layer, r / hd, pos) + r % hd;
+#pragma unroll
+      for (int i = 0; i < kRowsPerWarp; ++i) dst[i] = __float2half_rn(v[i]);
+      return;
+    }
+    const bool is_q = row0 < q_rows;
+    const int r = is_q ? row0 : row0 - q_rows, head = r / hd, local0 = r % hd;
+    const int half_rot = s->rope_dim >> 1;
+#pragma unroll
+    for (int p = 0; p < kRowsPerWarp / 2; ++p) {
+      const int local = local0 + 2 * p;
+      const float a = v[2 * p], b = v[2 * p + 1];
+      float ra = a, rb = b;
+      int da = local, db = local + 1;
+      if (local < s->rope_dim) {
+        const int i = local >> 1;
+        if (!s->rope_interleaved) { da = i; db = i + half_rot; }
+        const float2 cs = s->rope[size_t(pos) * half_rot + i];
+        ra = a * cs.x - b * cs.y;
+        rb = b * cs.x + a * cs.y;
+      }
+      if (is_q) {
+        s->q[head * hd + da] = ra;
+        s->q[head * hd + db] = rb;
+      } else {
+        __half* dst = s->k_cache + kv_offset(*s, layer, head, pos);
+        dst[da] = __float2half_rn(ra);
+        dst[db] = __float2half_rn(rb);
+      }
+    }
+  }
+};
+
+// x[row] += W row . staged: each row has one owning warp, so no atomics and no race.
+struct ResidualEpilogue {
+  float* x;
+  int rows;
+  __device__ void operator()(int row0, const float (&acc)[kRowsPerWarp]) const {
+    const int lane = threadIdx.x & 31;
+    if (lane < kRowsPerWarp && row0 + lane < rows) {
+      float a = acc[0];
+#pragma unroll
+      for (int i = 1; i < kRowsPerWarp; ++i) if (lane == i) a = acc[i];
+      x[row0 + lane] += a;
+    }
+  }
+};
+
+// gate/up interleaved rows: act[row/2] = silu(gate) * up.
+struct SiluMulEpilogue {
+  float* act;
+  int d_ff;
+  __device__ void operator()(int row0, const float (&acc)[kRowsPerWarp]) const {
+    if ((threadIdx.x & 31) != 0) return;
+#pragma unroll
+    for (int p = 0; p < kRowsPerWarp / 2; ++p) {
+      const int i = row0 / 2 + p;
+      if (i < d_ff) {
+        const float g = acc[2 * p], u = acc[2 * p + 1];
+        act[i] = g / (1.0f + __expf(-g)) * u;
+      }
+    }
+  }
+};
+
+struct StoreEpilogue {
+  float* out;
+  int rows;
+  __device__ void operator()(int row0, const float (&acc)[kRowsPerWarp]) const {
+    const int lane = threadIdx.x & 31;
+    if (lane < kRowsPerWarp && row0 + lane < rows) {
+      float a = acc[0];
+#pragma unroll
+      for (int i = 1; i < kRowsPerWarp; ++i) if (lane == i) a = acc[i];
+      out[row0 + lane] = a;
+    }
+  }
+};
+
+// ---- stages -------------------------------------------------------------------------------
+// `smem` is the block's dynamic shared memory (staged vector or attention scratch), `red` kWarps+1
+// floats for block reductions.
+
+// RMSNorm(x) -> qkv matvec -> bias, rope; q to s.q, K and V of `pos` into the cache.
+__device__ inline void qkv_stage(const StepState& s, const DevLayer& L, int layer, int pos,
+                                 float* smem, float* red) {
+  stage_vector(smem, s.x, s.d_model, L.attn_norm, s.eps, red);
+  matvec_stage(L.qkv, smem, QkvEpilogue{&s, L.qkv_bias, layer, pos});
+}
+
+// Partial attention for every (kv head, chunk) pair, one warp each.
+__device__ inline void attention_stage(const StepState& s, int layer, int pos, float* smem) {
+  const int c0 = attn_start(s, pos) / s.attn_chunk, c1 = pos / s.attn_chunk;
+  const int n_items = s.n_kv_heads * (c1 - c0 + 1);
+  const int warp = threadIdx.x >> 5;
+  float* sc = smem + warp * kMaxGroup * kMaxChunk;
+  const int group = s.n_heads / s.n_kv_heads;
+  for (int it = warp * gridDim.x + blockIdx.x; it < n_items; it += gridDim.x * kWarps)
+    for (int g0 = 0; g0 < group; g0 += kMaxGroup)
+      attend_chunk_warp(s, layer, it % s.n_kv_heads, c0 + it / s.n_kv_heads, pos, sc, g0,
+                        min(kMaxGroup, group - g0));
+}
+
+__device__ inline void merge_stage(const StepState& s, int pos) {
+  for (int h = (threadIdx.x >> 5) * gridDim.x + blockIdx.x; h < s.n_heads; h += gridDim.x * kWarps)
+    merge_head_warp(s, h, pos);
+}
+
+// x += Wo . attn
+__device__ inline void wo_stage(const StepState& s, const DevLayer& L, float* smem, float* red) {
+  stage_vector(smem, s.attn, s.n_heads * s.head_dim, nullptr, 0.0f, red);
+  matvec_stage(L.wo, smem, ResidualEpilogue{s.x, s.d_model});
+}
+
+// act = silu(W_gate . n) * (W_up . n), n = RMSNorm(x)
+__device__ inline void ffn_up_stage(const StepState& s, const DevLayer& L, float* smem, float* red) {
+  stage_vector(smem, s.x, s.d_model, L.ffn_norm, s.eps, red);
+  matvec_stage(L.gate_up, smem, SiluMulEpilogue{s.act, s.d_ff});
+}
+
+// x += W_down . act
+__device__ inline void down_stage(const StepState& s, const DevLayer& L, float* smem, float* red) {
+  stage_vector(smem, s.act, s.d_ff, nullptr, 0.0f, red);
+  matvec_stage(L.down, smem, ResidualEpilogue{s.x, s.d_model});
+}
+
+// logits = W_out . RMSNorm(x)
+__device__ inline void head_stage(const StepState& s, const float* out_norm, const DevMatrix& out,
+                                  float* smem, float* red) {
+  stage_vector(smem, s.x, s.d_model, out_norm, s.eps, red);
+  matvec_stage(out, smem, StoreEpilogue{s.logits, s.vocab});
+}
+
+}  // namespace pdvm::cuda
