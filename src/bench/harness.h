@@ -65,6 +65,9 @@ struct Ceiling {
   double memcpy_gbps = 0; // GPU device-to-device copy (read + write) rate; 0 on CPU
   size_t n_bytes = 0;
   int threads = 0;        // CPU threads that read (0 on GPU)
+  // Each measurement (before the model is built, and again after the timed steps); read_gbps is
+  // the best. A shared or throttled machine deflates a single reading, which would inflate "%".
+  std::vector<double> samples_gbps;
 };
 
 struct DepthResult {
@@ -96,6 +99,9 @@ struct BenchReport {
   std::string device;     // CPU model or GPU name
   std::string gpu_mode;   // "" on CPU
   int threads = 0;
+  // 1-minute load average at the start and at the end (/proc/loadavg): other work on the machine
+  // competes for cores and memory bandwidth, and this says how much there was.
+  std::vector<double> load_avg;
   int kv_elem_bytes = 4;
   int context = 0;
   // model
@@ -128,6 +134,7 @@ std::string source_commit();  // `git describe --always --dirty` of the source t
 std::string cpu_model_name(); // /proc/cpuinfo "model name", or "unknown CPU"
 std::string build_description();
 std::string utc_now_iso8601();
-std::string self_command_line();  // /proc/self/cmdline joined with spaces (quoted when needed)
+std::string self_command_line();
+double load_average_1m();     // /proc/loadavg's first field, or -1 when unreadable  // /proc/self/cmdline joined with spaces (quoted when needed)
 
 }  // namespace pdvm::bench

@@ -88,6 +88,13 @@ std::string build_description() {
   return s;
 }
 
+double load_average_1m() {
+  std::ifstream in("/proc/loadavg");
+  double v = -1;
+  if (!(in >> v)) return -1;
+  return v;
+}
+
 std::string utc_now_iso8601() {
   const std::time_t t = std::time(nullptr);
   std::tm tm{};
@@ -133,12 +140,14 @@ json to_json(const BenchReport& r) {
                  {"name", r.device},
                  {"threads", r.threads},
                  {"gpu_mode", r.gpu_mode.empty() ? json(nullptr) : json(r.gpu_mode)},
-                 {"hardware_threads", int(std::thread::hardware_concurrency())}};
+                 {"hardware_threads", int(std::thread::hardware_concurrency())},
+                 {"load_avg_1m", r.load_avg}};
   j["ceiling"] = {{"kind", r.ceiling.kind},
                   {"read_gbps", r.ceiling.read_gbps},
                   {"memcpy_gbps", r.ceiling.memcpy_gbps > 0 ? json(r.ceiling.memcpy_gbps) : json(nullptr)},
                   {"n_bytes", r.ceiling.n_bytes},
-                  {"threads", r.ceiling.threads}};
+                  {"threads", r.ceiling.threads},
+                  {"samples_gbps", r.ceiling.samples_gbps}};
   j["settings"] = {{"tokens", r.options.tokens},
                    {"warmup", r.options.warmup},
                    {"repeats", r.options.repeats},
@@ -231,6 +240,7 @@ Status validate_report_json(const json& j) {
   PDVM_TRY(check(j["ceiling"], "$.ceiling", "read_gbps", kNumber));
   PDVM_TRY(check(j["ceiling"], "$.ceiling", "memcpy_gbps", kNumberOrNull));
   PDVM_TRY(check(j["ceiling"], "$.ceiling", "n_bytes", kInteger));
+  PDVM_TRY(check(j["ceiling"], "$.ceiling", "samples_gbps", kArray));
   PDVM_TRY(check(j, "$", "settings", kObject));
   for (const char* k : {"tokens", "warmup", "repeats", "prompt_tokens", "context", "kv_elem_bytes"})
     PDVM_TRY(check(j["settings"], "$.settings", k, kInteger));
@@ -275,11 +285,24 @@ std::string format_table(const BenchReport& r) {
                 r.build_type.c_str());
   os << line;
   const std::string backend = r.has_model ? r.backend : r.options.backend;
-  std::snprintf(line, sizeof(line), "device      %s (%s%s%s, %d threads)\n", r.device.c_str(), backend.c_str(),
-                r.gpu_mode.empty() ? "" : ", mode ", r.gpu_mode.c_str(), r.threads);
+  std::string load;
+  for (double l : r.load_avg) {
+    char one[32];
+    std::snprintf(one, sizeof(one), "%s%.1f", load.empty() ? "" : " -> ", l);
+    load += one;
+  }
+  std::snprintf(line, sizeof(line), "device      %s (%s%s%s, %d threads; %u hardware threads, load %s)\n",
+                r.device.c_str(), backend.c_str(), r.gpu_mode.empty() ? "" : ", mode ", r.gpu_mode.c_str(),
+                r.threads, std::thread::hardware_concurrency(), load.c_str());
   os << line;
-  std::snprintf(line, sizeof(line), "ceiling     %.1f GB/s read (%s, %.0f MB buffer)", r.ceiling.read_gbps,
-                r.ceiling.kind.c_str(), double(r.ceiling.n_bytes) / 1e6);
+  std::string samples;
+  for (double g : r.ceiling.samples_gbps) {
+    char one[32];
+    std::snprintf(one, sizeof(one), "%s%.1f", samples.empty() ? "" : ", ", g);
+    samples += one;
+  }
+  std::snprintf(line, sizeof(line), "ceiling     %.1f GB/s read (%s, %.0f MB buffer; best of %s)", r.ceiling.read_gbps,
+                r.ceiling.kind.c_str(), double(r.ceiling.n_bytes) / 1e6, samples.c_str());
   os << line;
   if (r.ceiling.memcpy_gbps > 0) {
     std::snprintf(line, sizeof(line), "; device-to-device copy %.1f GB/s", r.ceiling.memcpy_gbps);

@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""Plots bench/results/*.json (written by `pdvm bench --json`) into docs/perf.png:
+tok/s and % of the measured read ceiling, per run (model, format, backend) and context depth.
+
+Needs matplotlib: `pip install matplotlib` (or `apt-get install python3-matplotlib`).
+Usage: python3 scripts/plot_results.py [--results bench/results] [--out docs/perf.png]
+       python3 scripts/plot_results.py --markdown   # the tables of docs/PERFORMANCE.md, from the JSON
+The JSON schema is described in bench/results/README.md; files that do not follow it are
+reported and skipped, never half-plotted.
+"""
+import argparse
+import glob
+import json
+import os
+import sys
+
+REQUIRED = ["schema", "schema_version", "device", "ceiling", "model", "results"]
+
+
+def load(results_dir):
+    runs = []
+    for path in sorted(glob.glob(os.path.join(results_dir, "*.json"))):
+        with open(path) as f:
+            try:
+                j = json.load(f)
+            except json.JSONDecodeError as e:
+                print(f"skip {path}: not JSON ({e})", file=sys.stderr)
+                continue
+        missing = [k for k in REQUIRED if k not in j]
+        if missing or j.get("schema") != "pdvm-bench" or j.get("schema_version") != 1:
+            print(f"skip {path}: not a pdvm-bench v1 report (missing {missing})", file=sys.stderr)
+            continue
+        if not j["model"] or not j["results"]:
+            continue  # a --ceiling report: nothing to plot
+        m, d = j["model"], j["device"]
+        shape = m["shape"] if m["shape"] != "file" else os.path.basename(m["source"])
+        label = f"{shape} ({m['n_layers']}L) {m['layer_format']}\n{d['backend']}" + (
+            f" {d['gpu_mode']}" if d.get("gpu_mode") else "")
+        runs.append((label, j, path))
+    return runs
+
+
+def markdown(runs, results_dir):
+    """One row per (run, depth), each linked to its JSON, for docs/PERFORMANCE.md."""
+    print("| run (JSON) | model | weights | depth | ms/token median [min..max] | ms/layer | tok/s "
+          "| MB/token weights + KV | GB/s | read ceiling GB/s | % of ceiling | floor ms |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for _, j, path in runs:
+        m = j["model"]
+        rel = os.path.relpath(path, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs"))
+        name = m["shape"] if m["shape"] != "file" else os.path.basename(m["source"])
+        for r in j["results"]:
+            t, b = r["ms_per_token"], r["bytes_per_token"]
+            print(f"| [{os.path.basename(path)}]({rel}) | {name}, {m['n_layers']} layers | {m['layer_format']} "
+                  f"(head {m['head_format']}) | {r['depth']} | {t['median']:.2f} [{t['min']:.2f}..{t['max']:.2f}] "
+                  f"| {r['ms_per_layer']:.3f} | {r['tok_s']:.1f} | {b['weights'] / 1e6:.1f} + {b['kv'] / 1e6:.1f} "
+                  f"| {r['gbps']:.1f} | {j['ceiling']['read_gbps']:.1f} | {r['pct_of_ceiling']:.0f}% | {r['floor_ms']:.2f} |")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    ap.add_argument("--results", default=os.path.join(root, "bench", "results"))
+    ap.add_argument("--out", default=os.path.join(root, "docs", "perf.png"))
+    ap.add_argument("--markdown", action="store_true", help="print the PERFORMANCE.md tables instead of plotting")
+    args = ap.parse_args()
+    if args.markdown:
+        markdown(load(args.results), args.results)
+        return
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        sys.exit("matplotlib is missing: pip install matplotlib")
+
+    runs = load(args.results)
+    if not runs:
+        sys.exit(f"no pdvm-bench results with decode numbers in {args.results}")
+    depths = sorted({r["depth"] for _, j, _ in runs for r in j["results"]})
+    width = 0.8 / len(depths)
+    fig, axes = plt.subplots(2, 1, figsize=(max(8, 1.6 * len(runs) + 2), 8), sharex=True)
+    for di, depth in enumerate(depths):
+        xs, tok_s, pct = [], [], []
+        for i, (_, j, _) in enumerate(runs):
+            for r in j["results"]:
+                if r["depth"] == depth:
+                    xs.append(i + (di - (len(depths) - 1) / 2) * width)
+                    tok_s.append(r["tok_s"])
+                    pct.append(r["pct_of_ceiling"])
+        axes[0].bar(xs, tok_s, width, label=f"depth {depth}")
+        axes[1].bar(xs, pct, width, label=f"depth {depth}")
+        for x, t, p in zip(xs, tok_s, pct):
+            axes[0].annotate(f"{t:.1f}", (x, t), ha="center", va="bottom", fontsize=7)
+            axes[1].annotate(f"{p:.0f}%", (x, p), ha="center", va="bottom", fontsize=7)
+    axes[0].set_ylabel("tokens / s")
+    axes[0].set_yscale("log")
+    axes[1].set_ylabel("% of measured read ceiling")
+    axes[1].set_ylim(0, 110)
+    axes[1].axhline(100, color="gray", lw=0.8, ls="--")
+    axes[1].set_xticks(range(len(runs)))
+    axes[1].set_xticklabels([label for label, _, _ in runs], fontsize=8)
+    for ax in axes:
+        ax.legend(fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    devices = sorted({f"{j['device']['name']} ({j['ceiling']['read_gbps']:.0f} GB/s read)" for _, j, _ in runs})
+    commits = sorted({j["commit"] for _, j, _ in runs})
+    fig.suptitle("pdvm decode: " + "; ".join(devices) + "\ncommits: " + ", ".join(commits), fontsize=9)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    fig.savefig(args.out, dpi=110)
+    print(f"wrote {args.out} from {len(runs)} runs")
+
+
+if __name__ == "__main__":
+    main()
