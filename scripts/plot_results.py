@@ -33,7 +33,8 @@ def load(results_dir):
         if not j["model"] or not j["results"]:
             continue  # a --ceiling report: nothing to plot
         m, d = j["model"], j["device"]
-        shape = m["shape"] if m["shape"] != "file" else os.path.basename(m["source"])
+        shape = m["shape"] if m["shape"] != "file" else os.path.splitext(os.path.basename(m["source"]))[0]
+        shape = shape if len(shape) <= 18 else shape[:17] + "…"
         label = f"{shape} ({m['n_layers']}L) {m['layer_format']}\n{d['backend']}" + (
             f" {d['gpu_mode']}" if d.get("gpu_mode") else "")
         runs.append((label, j, path))
@@ -103,7 +104,10 @@ def main():
     for ax in axes:
         ax.legend(fontsize=8)
         ax.grid(axis="y", alpha=0.3)
-    devices = sorted({f"{j['device']['name']} ({j['ceiling']['read_gbps']:.0f} GB/s read)" for _, j, _ in runs})
+    devices = []
+    for name in sorted({j["device"]["name"] for _, j, _ in runs}):
+        gbps = [j["ceiling"]["read_gbps"] for _, j, _ in runs if j["device"]["name"] == name]
+        devices.append(f"{name} (read ceiling {min(gbps):.0f}-{max(gbps):.0f} GB/s)")
     commits = sorted({j["commit"] for _, j, _ in runs})
     fig.suptitle("pdvm decode: " + "; ".join(devices) + "\ncommits: " + ", ".join(commits), fontsize=9)
     fig.tight_layout()

@@ -43,6 +43,10 @@ std::string source_root() {
 }  // namespace
 
 std::string source_commit() {
+#ifdef PDVM_BUILD_COMMIT
+  // Defined by the build (configure-time `git describe`): the commit the binary was built from.
+  return PDVM_BUILD_COMMIT;
+#endif
   const std::string root = source_root();
   if (root.empty() || root.find('\'') != std::string::npos) return "unknown";
   const std::string out =
