@@ -94,6 +94,29 @@ class CpuBackend final : public core::Backend {
     return Status::ok();
   }
 
+  Status fill_kv_random(int n_positions, uint64_t seed) override {
+    if (n_positions < 0 || n_positions > context_)
+      return out_of_range("cannot fill " + std::to_string(n_positions) + " KV positions: the context holds " +
+                          std::to_string(context_));
+    // splitmix64 -> uniform on [-sqrt(3), sqrt(3)] (std 1), deterministic for a seed.
+    uint64_t state = seed;
+    auto next = [&state] {
+      uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+      z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+      z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+      return z ^ (z >> 31);
+    };
+    const size_t per_layer = size_t(context_) * size_t(kv_dim_);
+    const size_t n = size_t(n_positions) * size_t(kv_dim_);
+    for (int l = 0; l < c_.n_layers; ++l) {
+      for (float* cache : {k_cache_.data(), v_cache_.data()}) {
+        float* rows = cache + size_t(l) * per_layer;
+        for (size_t i = 0; i < n; ++i) rows[i] = float((double(next() >> 11) * 0x1.0p-53 * 2 - 1) * 1.7320508);
+      }
+    }
+    return Status::ok();
+  }
+
   Result<std::span<const float>> logits() override {
     rmsnorm(x_.data(), m_.output_norm.data(), xb_.data());
     matvec1(m_.output, xb_.data(), logits_.data());
