@@ -188,6 +188,7 @@ TEST_P(CudaBackendTest, MatchesHostReference) {
   for (int& t : tokens) t = int(rng() % uint32_t(c.vocab_size));
   std::printf("seed %llu, tokens[0..2] %d %d %d\n", (unsigned long long)spec->seed, tokens[0],
               tokens[1], tokens[2]);
+  std::fflush(stdout);
 
   // the reference trace once; both modes are compared with it
   Reference ref(*model, ctx);
@@ -253,6 +254,7 @@ TEST_P(CudaBackendTest, MatchesHostReference) {
     }
     std::printf("%s %s: worst rel L2 hidden %.2e logits %.2e\n", tc.name, cuda::mode_name(mode),
                 worst_hidden, worst_logits);
+    std::fflush(stdout);
   }
 #endif
 }

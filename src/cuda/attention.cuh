@@ -62,8 +62,10 @@ __device__ inline void attend_chunk_warp(const StepState& s, int layer, int kv_h
     }
   }
 
-  // 1. scores s = q.k * scale into sc[g][t]
-  for (int t = sub; t < n; t += 4 * n_sub) {
+  // 1. scores s = q.k * scale into sc[g][t]. The loop bound is warp-uniform (base, not t): the
+  // shuffles inside need every lane, also when the chunk has fewer positions than subgroups.
+  for (int base = 0; base < n; base += 4 * n_sub) {
+    const int t = base + sub;
     int4 kr[4];
 #pragma unroll
     for (int u = 0; u < 4; ++u) {
@@ -117,7 +119,8 @@ __device__ inline void attend_chunk_warp(const StepState& s, int layer, int kv_h
   for (int g = 0; g < kMaxGroup; ++g)
 #pragma unroll
     for (int i = 0; i < 8; ++i) acc[g][i] = 0.0f;
-  for (int t = sub; t < n; t += 4 * n_sub) {
+  for (int base = 0; base < n; base += 4 * n_sub) {
+    const int t = base + sub;
     int4 vr[4];
 #pragma unroll
     for (int u = 0; u < 4; ++u) {
@@ -178,6 +181,31 @@ __device__ inline void merge_head_warp(const StepState& s, int h, int pos) {
   }
   l = warp_sum(l);
   const float inv_l = 1.0f / l;
+  if (hd == 128) {
+    // each lane owns 4 dims (one 16-byte load per chunk); 8 chunks' loads in flight per step, so
+    // a 4096-position merge (64 chunks) is 8 round trips instead of 64 dependent ones
+    float4 o = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    for (int cb = c0; cb <= c1; cb += 8) {
+      float4 v[8];
+      float mc[8];
+#pragma unroll
+      for (int u = 0; u < 8; ++u) {
+        const float* p = base + size_t(min(cb + u, c1)) * (hd + 4);
+        v[u] = *reinterpret_cast<const float4*>(p + lane * 4);
+        mc[u] = p[hd];
+      }
+#pragma unroll
+      for (int u = 0; u < 8; ++u) {
+        if (cb + u <= c1) {
+          const float w = __expf(mc[u] - mx);
+          o.x += w * v[u].x; o.y += w * v[u].y; o.z += w * v[u].z; o.w += w * v[u].w;
+        }
+      }
+    }
+    *reinterpret_cast<float4*>(s.attn + h * hd + lane * 4) =
+        make_float4(o.x * inv_l, o.y * inv_l, o.z * inv_l, o.w * inv_l);
+    return;
+  }
   for (int d = lane; d < hd; d += 32) {
     float o = 0.0f;
     for (int c = c0; c <= c1; ++c) {

@@ -3,7 +3,17 @@
 
 #include <cuda/atomic>
 
+#include <cstdint>
+
 namespace pdvm::cuda {
+
+constexpr uint64_t kBarrierTimeoutNs = 5'000'000'000ull;  // 5 s: a layer takes < 1 ms
+
+__device__ __forceinline__ uint64_t globaltimer_ns() {
+  uint64_t t;
+  asm volatile("mov.u64 %0, %globaltimer;" : "=l"(t));
+  return t;
+}
 
 // grid_barrier: every block of a cooperative launch waits here until all have arrived; what any
 // thread wrote before the barrier is visible to every thread after it.
@@ -32,7 +42,12 @@ __device__ __forceinline__ void grid_barrier(unsigned* bar) {
       count.store(0u, ::cuda::memory_order_relaxed);
       gen.store(g + 1u, ::cuda::memory_order_release);
     } else {
+      // A barrier that never opens is a bug (a block that skipped it, a grid that is not
+      // co-resident): trap after kBarrierTimeoutNs so the launch fails with an error the host
+      // reports, instead of hanging the device.
+      const uint64_t t0 = globaltimer_ns();
       while (gen.load(::cuda::memory_order_acquire) == g) {
+        if (globaltimer_ns() - t0 > kBarrierTimeoutNs) __trap();
       }
     }
   }
