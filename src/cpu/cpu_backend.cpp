@@ -6,6 +6,7 @@
 #include <cmath>
 #include <vector>
 
+#include "core/arena.h"
 #include "cpu/matvec.h"
 #include "cpu/reference_kernels.h"
 #include "cpu/vec_ops.h"
@@ -19,26 +20,42 @@ class CpuBackend final : public core::Backend {
   CpuBackend(const core::Model& model, const CpuOptions& o, int context)
       : m_(model), c_(model.config), kernels_(o.kernels), context_(context),
         pool_(o.kernels == CpuKernels::kReference ? 1 : o.threads) {
-    const int64_t q_dim = int64_t(c_.n_heads) * c_.head_dim;
     kv_dim_ = c_.n_kv_heads * c_.head_dim;
-    int64_t max_cols = std::max<int64_t>({c_.d_model, c_.d_ff, q_dim});
-    x_.resize(size_t(c_.d_model));
-    xb_.resize(size_t(std::max<int64_t>(c_.d_model, q_dim)));
-    tmp_.resize(size_t(c_.d_model));
-    q_.resize(size_t(q_dim));
-    k_.resize(size_t(kv_dim_));
-    v_.resize(size_t(kv_dim_));
-    att_.resize(size_t(q_dim));
-    gate_.resize(size_t(c_.d_ff));
-    up_.resize(size_t(c_.d_ff));
-    hb_.resize(size_t(c_.d_ff));
-    logits_.resize(size_t(c_.vocab_size));
-    row_scratch_.resize(size_t(std::max<int64_t>(max_cols, c_.d_model)));
-    scores_.resize(size_t(pool_.size()) * size_t(context_));
-    k_cache_.assign(size_t(c_.n_layers) * size_t(context_) * size_t(kv_dim_), 0.0f);
-    v_cache_.assign(k_cache_.size(), 0.0f);
-    for (int i = 0; i < c_.rope_dim / 2; ++i) inv_freq_.push_back(float(c_.rope_inv_freq(i)));
-    if (kernels_ == CpuKernels::kFast) prepared_ = std::make_unique<PreparedInput>(max_cols);
+    for (int i = 0; i < c_.rope_dim / 2; ++i) inv_freq_[size_t(i)] = float(c_.rope_inv_freq(i));
+  }
+
+  // Every activation buffer and the KV cache come from one arena, sized here: layout() runs
+  // once to count and once to hand out memory.
+  Status init() {
+    layout();
+    PDVM_TRY(arena_.allocate());
+    layout();
+    if (kernels_ == CpuKernels::kFast) prepared_ = std::make_unique<PreparedInput>(max_cols());
+    return Status::ok();
+  }
+
+  int64_t max_cols() const {
+    return std::max<int64_t>({c_.d_model, c_.d_ff, int64_t(c_.n_heads) * c_.head_dim});
+  }
+
+  void layout() {
+    const size_t q_dim = size_t(c_.n_heads) * size_t(c_.head_dim), kv = size_t(kv_dim_);
+    const size_t d = size_t(c_.d_model), ff = size_t(c_.d_ff);
+    x_ = arena_.take<float>(d);
+    xb_ = arena_.take<float>(std::max(d, q_dim));
+    tmp_ = arena_.take<float>(d);
+    q_ = arena_.take<float>(q_dim);
+    k_ = arena_.take<float>(kv);
+    v_ = arena_.take<float>(kv);
+    att_ = arena_.take<float>(q_dim);
+    gate_ = arena_.take<float>(ff);
+    up_ = arena_.take<float>(ff);
+    hb_ = arena_.take<float>(ff);
+    logits_ = arena_.take<float>(size_t(c_.vocab_size));
+    row_scratch_ = arena_.take<float>(size_t(max_cols()));
+    scores_ = arena_.take<float>(size_t(pool_.size()) * size_t(context_));
+    k_cache_ = arena_.take<float>(size_t(c_.n_layers) * size_t(context_) * kv);
+    v_cache_ = arena_.take<float>(size_t(c_.n_layers) * size_t(context_) * kv);
   }
 
   std::string name() const override {
@@ -159,7 +176,7 @@ class CpuBackend final : public core::Backend {
     matvec_multi(jobs, *prepared_, pool_);
   }
 
-  static void add_bias(std::vector<float>& v, const std::vector<float>& b) {
+  static void add_bias(std::span<float> v, const std::vector<float>& b) {
     if (b.empty()) return;
     for (size_t i = 0; i < v.size(); ++i) v[i] += b[i];
   }
@@ -233,13 +250,14 @@ class CpuBackend final : public core::Backend {
   int kv_dim_ = 0;
   core::ThreadPool pool_;
   std::unique_ptr<PreparedInput> prepared_;
+  core::Arena arena_;
   // activations (f32): hidden state, normed input, q/k/v, attention output, FFN intermediates
-  std::vector<float> x_, xb_, tmp_, q_, k_, v_, att_, gate_, up_, hb_, logits_;
-  std::vector<float> row_scratch_;  // one dequantized row (reference matvec)
-  std::vector<float> scores_;       // [threads][context] attention scores
-  std::vector<float> inv_freq_;     // [rope_dim/2]
+  std::span<float> x_, xb_, tmp_, q_, k_, v_, att_, gate_, up_, hb_, logits_;
+  std::span<float> row_scratch_;  // one dequantized row (reference matvec)
+  std::span<float> scores_;       // [threads][context] attention scores
+  std::vector<float> inv_freq_ = std::vector<float>(size_t(c_.rope_dim / 2));  // [rope_dim/2]
   // KV cache, f32: [n_layers][context][n_kv_heads * head_dim]
-  std::vector<float> k_cache_, v_cache_;
+  std::span<float> k_cache_, v_cache_;
 };
 
 }  // namespace
@@ -254,7 +272,9 @@ Result<std::unique_ptr<core::Backend>> make_cpu_backend(const core::Model& model
   if (kv_bytes > 64e9)
     return invalid_argument("a context of " + std::to_string(context) + " positions needs " +
                             std::to_string(int64_t(kv_bytes / 1e9)) + " GB of KV cache; lower -c");
-  return std::unique_ptr<core::Backend>(new CpuBackend(model, options, context));
+  auto backend = std::make_unique<CpuBackend>(model, options, context);
+  PDVM_TRY(backend->init());
+  return std::unique_ptr<core::Backend>(std::move(backend));
 }
 
 }  // namespace pdvm::cpu
