@@ -5,6 +5,7 @@
 // Float types: f32 FMA against the f32 copy of x (exact but for summation order).
 // Every SIMD path has a scalar twin (built when the ISA macros are absent) computing the same sums.
 #include "cpu/matvec_kernels.h"
+#include "cpu/spmv.h"
 
 #include <algorithm>
 #include <cmath>
@@ -591,6 +592,10 @@ RowKernel row_kernel(WeightType type) {
 #endif
     case WeightType::kQ4_K: return rows_q4_k;
     case WeightType::kQ6_K: return rows_q6_k;
+    // pdvm's compressed formats: kernels in cpu/spmv.cpp
+    case WeightType::kI8Row: return rows_i8_row;
+    case WeightType::kMdCsr: return rows_mdcsr;
+    case WeightType::kBitmapI8: return rows_bitmap_i8;
   }
   PDVM_ASSERT(false && "unknown weight type");
   return nullptr;

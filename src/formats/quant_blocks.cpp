@@ -102,6 +102,18 @@ void dequantize_row(WeightType type, const uint8_t* row, int64_t cols, float* ou
       }
       return;
     }
+    case WeightType::kI8Row: {  // [f32 scale][int8 x cols] (formats/int8_rows.h)
+      float scale;
+      std::memcpy(&scale, row, 4);
+      const auto* q = reinterpret_cast<const int8_t*>(row + 4);
+      for (int64_t i = 0; i < cols; ++i) out[i] = scale * float(q[i]);
+      return;
+    }
+    case WeightType::kMdCsr:
+    case WeightType::kBitmapI8:
+      // Sparse rows have no fixed place in `data`: formats/mdcsr.h and bitmap_i8.h decode them.
+      PDVM_ASSERT(false && "dequantize_row: sparse types decode through their own format code");
+      return;
   }
   PDVM_ASSERT(false && "unknown weight type");
 }

@@ -1,0 +1,45 @@
+// MdCSR ("memory-efficient delta-compressed CSR"): sparse int8 rows with 8-bit column gaps,
+// stored in chunks of kMdCsrChunk entries that each carry their own base column, so any chunk
+// decodes without walking the row (GPU-friendly). Encoder, validator and reference decoder:
+// the format's specification in code (docs/FORMAT.md has the prose and a worked example).
+//
+// Chunk k (16 entries) of row r (chunks row_ptr[r] .. row_ptr[r+1]-1):
+//   col[0] = chunk_base[k] + deltas[16k];  col[i] = col[i-1] + deltas[16k + i]
+//   w[r][col[i]] += row_scale[r] * values[16k + i]
+// Entries of value 0 are padding: they bridge gaps wider than 255 (delta 255) and fill a row's
+// last chunk (delta 0). Every decoded column, padding included, is < cols.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "core/weight.h"
+#include "formats/int8_rows.h"
+#include "formats/sparse_arrays.h"
+#include "pdvm/status.h"
+
+namespace pdvm::formats {
+
+constexpr int kMdCsrChunk = 16;          // entries per chunk: one 16-byte vector of values
+constexpr int64_t kMdCsrMaxCols = 65536;  // chunk_base is uint16
+
+// Encodes the nonzeros of a row-quantized matrix. cols must be <= kMdCsrMaxCols.
+Result<SparseArrays> encode_mdcsr(const QuantizedMatrix& m);
+
+// Array lengths as found in a file, so validation can bound every index.
+struct SparseLengths {
+  size_t row_ptr = 0, row_scale = 0, values = 0, deltas = 0, chunk_base = 0, masks = 0;
+};
+
+// Checks every invariant before a kernel may read the arrays: row_ptr starts at 0, never
+// decreases and ends at the chunk count; array lengths match it exactly; every decoded column
+// (padding included) is < cols and nonzero entries of a row have increasing columns; scales
+// are finite and >= 0. Errors name `where`, the row, chunk/entry and byte offset.
+Status validate_mdcsr(const core::SparseLayout& s, const SparseLengths& len, int64_t rows,
+                      int64_t cols, const std::string& where);
+
+// Reference decode of row r of a validated matrix into int8 q [cols] (zeros where nothing is
+// stored); returns the row's scale.
+float mdcsr_decode_row(const core::Matrix& m, int64_t r, int8_t* q);
+
+}  // namespace pdvm::formats

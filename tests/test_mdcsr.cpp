@@ -1,0 +1,210 @@
+// MdCSR and bitmap sparse formats (formats/mdcsr.h, bitmap_i8.h): encode -> decode is exact
+// w.r.t. the pruned, quantized matrix on random and edge-case matrices (empty rows, full rows,
+// gaps of exactly 255/256/510/511, a single column, odd sizes); byte costs; and the validators
+// reject every kind of inconsistency with a message naming the row.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <random>
+
+#include "formats/bitmap_i8.h"
+#include "formats/mdcsr.h"
+
+using namespace pdvm;
+using formats::QuantizedMatrix;
+using formats::SparseArrays;
+
+namespace {
+
+QuantizedMatrix random_matrix(int64_t rows, int64_t cols, double density, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<double> u(0, 1);
+  std::uniform_int_distribution<int> v(-127, 127);
+  QuantizedMatrix m;
+  m.rows = rows;
+  m.cols = cols;
+  m.q.assign(size_t(rows * cols), 0);
+  m.scale.resize(size_t(rows));
+  for (int64_t r = 0; r < rows; ++r) {
+    m.scale[size_t(r)] = float(0.01 * (r + 1));
+    for (int64_t c = 0; c < cols; ++c)
+      if (u(rng) < density) {
+        int x = v(rng);
+        m.q[size_t(r * cols + c)] = int8_t(x == 0 ? 1 : x);
+      }
+  }
+  return m;
+}
+
+// Rows with the hard cases: empty, full, and single entries separated by exact gaps.
+QuantizedMatrix edge_matrix(int64_t cols) {
+  const std::vector<std::vector<int64_t>> rows_cols = {
+      {},                                   // empty row
+      {0},                                  // first column only
+      {cols - 1},                           // last column only
+      {0, 255},                             // gap 255: one delta, no padding
+      {0, 256},                             // gap 256: one padding entry
+      {0, 510, 511},                        // gap 510: two paddings; then gap 1
+      {3, 3 + 255 * 3, 3 + 255 * 3 + 256},  // gaps 765 and 256
+  };
+  QuantizedMatrix m;
+  m.rows = int64_t(rows_cols.size()) + 1;
+  m.cols = cols;
+  m.q.assign(size_t(m.rows * cols), 0);
+  m.scale.assign(size_t(m.rows), 0.5f);
+  for (size_t r = 0; r < rows_cols.size(); ++r)
+    for (int64_t c : rows_cols[r])
+      if (c < cols) m.q[r * size_t(cols) + size_t(c)] = int8_t(-128 + int(c % 256));
+  for (int64_t c = 0; c < cols; ++c) m.q[size_t((m.rows - 1) * cols + c)] = int8_t(1 + c % 100);  // full row
+  return m;
+}
+
+void expect_roundtrip(const QuantizedMatrix& qm, core::WeightType type) {
+  auto enc = type == core::WeightType::kMdCsr ? formats::encode_mdcsr(qm) : formats::encode_bitmap_i8(qm);
+  ASSERT_TRUE(enc.is_ok()) << enc.status().message();
+  const SparseArrays& a = *enc;
+  const core::SparseLayout layout = a.layout();
+  formats::SparseLengths len{a.row_ptr.size(), a.row_scale.size(), a.values.size(), a.deltas.size(),
+                             a.chunk_base.size(), a.masks.size()};
+  const Status v = type == core::WeightType::kMdCsr ? formats::validate_mdcsr(layout, len, qm.rows, qm.cols, "t")
+                                                    : formats::validate_bitmap_i8(layout, len, qm.rows, qm.cols, "t");
+  ASSERT_TRUE(v.is_ok()) << v.message();
+  const core::Matrix m = a.matrix(&layout);
+  int64_t nnz = 0;
+  for (int8_t x : qm.q) nnz += x != 0;
+  EXPECT_EQ(a.n_nonzero, nnz);
+  std::vector<int8_t> row(static_cast<size_t>(qm.cols));
+  for (int64_t r = 0; r < qm.rows; ++r) {
+    const float s = type == core::WeightType::kMdCsr ? formats::mdcsr_decode_row(m, r, row.data())
+                                                     : formats::bitmap_i8_decode_row(m, r, row.data());
+    EXPECT_EQ(s, qm.scale[size_t(r)]);
+    for (int64_t c = 0; c < qm.cols; ++c)
+      ASSERT_EQ(row[size_t(c)], qm.q[size_t(r * qm.cols + c)]) << "row " << r << " col " << c;
+  }
+}
+
+}  // namespace
+
+TEST(MdCsr, RoundTripRandom) {
+  uint32_t seed = 1;
+  for (auto [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {3, 7}, {17, 96}, {9, 513}, {4, 5120}, {2, 17920}})
+    for (double density : {0.0, 0.01, 0.1, 0.3, 0.5, 0.7, 1.0}) {
+      SCOPED_TRACE(testing::Message() << rows << "x" << cols << " density " << density);
+      const auto qm = random_matrix(rows, cols, density, seed++);
+      expect_roundtrip(qm, core::WeightType::kMdCsr);
+      expect_roundtrip(qm, core::WeightType::kBitmapI8);
+    }
+}
+
+TEST(MdCsr, RoundTripEdgeRows) {
+  for (int64_t cols : {1, 255, 256, 257, 600, 1000, 1025}) {
+    SCOPED_TRACE(cols);
+    expect_roundtrip(edge_matrix(cols), core::WeightType::kMdCsr);
+    expect_roundtrip(edge_matrix(cols), core::WeightType::kBitmapI8);
+  }
+}
+
+TEST(MdCsr, PaddingAndChunksAreAsSpecified) {
+  QuantizedMatrix m;
+  m.rows = 1;
+  m.cols = 600;
+  m.q.assign(600, 0);
+  m.scale = {1.0f};
+  m.q[2] = 5;
+  m.q[258] = -3;  // gap 256 from column 2: one padding entry (255) then delta 1
+  m.q[259] = 7;
+  auto a = formats::encode_mdcsr(m);
+  ASSERT_TRUE(a.is_ok());
+  ASSERT_EQ(a->chunk_base.size(), 1u);
+  EXPECT_EQ(a->chunk_base[0], 2);
+  const std::vector<int8_t> values = {5, 0, -3, 7};
+  const std::vector<uint8_t> deltas = {0, 255, 1, 1};
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(a->values[i], values[i]) << i;
+    EXPECT_EQ(a->deltas[i], deltas[i]) << i;
+  }
+  for (size_t i = 4; i < 16; ++i) {  // row padded to the chunk with (value 0, delta 0)
+    EXPECT_EQ(a->values[i], 0);
+    EXPECT_EQ(a->deltas[i], 0);
+  }
+  EXPECT_EQ(a->row_ptr[1], 1u);
+  // Bytes: 16 values + 16 deltas + 2 (chunk base) + 8 (row_ptr) + 4 (scale).
+  EXPECT_EQ(a->layout().n_bytes, 16u + 16u + 2u + 8u + 4u);
+}
+
+TEST(MdCsr, BytesPerEntryAtHalfDensity) {
+  const auto qm = random_matrix(64, 5120, 0.5, 7);
+  auto md = formats::encode_mdcsr(qm);
+  auto bm = formats::encode_bitmap_i8(qm);
+  ASSERT_TRUE(md.is_ok() && bm.is_ok());
+  const double weights = 64.0 * 5120.0;
+  const double md_bpw = double(md->layout().n_bytes) / weights, bm_bpw = double(bm->layout().n_bytes) / weights;
+  // MdCSR: ~2 B per stored entry + 1/8 B chunk base + padding: > 1 B per weight at 50%.
+  EXPECT_GT(md_bpw, 1.0);
+  EXPECT_LT(md_bpw, 1.25);
+  // Bitmap: 0.5 B values + 0.125 B mask.
+  EXPECT_NEAR(bm_bpw, 0.625, 0.01);
+}
+
+TEST(MdCsr, RejectsColsBeyondUint16Base) {
+  QuantizedMatrix m;
+  m.rows = 1;
+  m.cols = 70000;
+  m.q.assign(70000, 0);
+  m.scale = {1.0f};
+  EXPECT_FALSE(formats::encode_mdcsr(m).is_ok());
+}
+
+namespace {
+
+struct Corrupt {
+  const char* what;
+  std::function<void(SparseArrays&)> edit;
+  const char* expect;  // substring of the error
+};
+
+void expect_rejected(core::WeightType type, const Corrupt& c) {
+  SCOPED_TRACE(c.what);
+  auto enc = type == core::WeightType::kMdCsr ? formats::encode_mdcsr(edge_matrix(600))
+                                              : formats::encode_bitmap_i8(edge_matrix(600));
+  ASSERT_TRUE(enc.is_ok());
+  SparseArrays a = *enc;
+  c.edit(a);
+  const core::SparseLayout layout = a.layout();
+  formats::SparseLengths len{a.row_ptr.size(), a.row_scale.size(), a.values.size(), a.deltas.size(),
+                             a.chunk_base.size(), a.masks.size()};
+  const Status s = type == core::WeightType::kMdCsr ? formats::validate_mdcsr(layout, len, a.rows, a.cols, "f: tensor 'w'")
+                                                    : formats::validate_bitmap_i8(layout, len, a.rows, a.cols, "f: tensor 'w'");
+  ASSERT_FALSE(s.is_ok());
+  EXPECT_NE(s.message().find(c.expect), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("tensor 'w'"), std::string::npos) << s.message();
+}
+
+}  // namespace
+
+TEST(MdCsr, ValidatorRejectsInconsistentArrays) {
+  const std::vector<Corrupt> cases = {
+      {"row_ptr decreases", [](SparseArrays& a) { a.row_ptr[2] = a.row_ptr[3] + 1; }, "decreases"},
+      {"row_ptr does not start at 0", [](SparseArrays& a) { a.row_ptr[0] = 1; }, "row_ptr[0]"},
+      {"row_ptr ends past the chunks", [](SparseArrays& a) { a.row_ptr.back() += 1; }, "chunk"},
+      {"chunk base past cols", [](SparseArrays& a) { a.chunk_base[0] = 600; }, "column index reaches 600"},
+      {"delta runs past the row", [](SparseArrays& a) { a.deltas[a.deltas.size() - 1] = 255; }, "column index reaches"},
+      {"columns go back", [](SparseArrays& a) { a.chunk_base[a.row_ptr[7] + 1] = 0; }, "does not follow"},
+      {"NaN scale", [](SparseArrays& a) { a.row_scale[3] = std::nanf(""); }, "row 3: scale"},
+      {"values shorter than chunks", [](SparseArrays& a) { a.values.pop_back(); }, "values"},
+  };
+  for (const auto& c : cases) expect_rejected(core::WeightType::kMdCsr, c);
+}
+
+TEST(Bitmap, ValidatorRejectsInconsistentArrays) {
+  const std::vector<Corrupt> cases = {
+      {"row_ptr decreases", [](SparseArrays& a) { a.row_ptr[4] = a.row_ptr[5] + 1; }, "row"},
+      {"row_ptr end != values", [](SparseArrays& a) { a.values.push_back(1); }, "row_ptr ends"},
+      {"mask bit past cols", [](SparseArrays& a) { a.masks[9] |= uint64_t(1) << 63; }, "past cols"},
+      {"popcount != row length", [](SparseArrays& a) { a.masks[0] |= 2; }, "masks mark"},
+      {"masks too short", [](SparseArrays& a) { a.masks.pop_back(); }, "masks has"},
+      {"inf scale", [](SparseArrays& a) { a.row_scale[0] = INFINITY; }, "row 0: scale"},
+  };
+  for (const auto& c : cases) expect_rejected(core::WeightType::kBitmapI8, c);
+}
