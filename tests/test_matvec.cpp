@@ -90,8 +90,10 @@ struct Reference {
 };
 
 // Tolerance per row, a bound the kernels provably meet (so a real bug exceeds it):
-//  * x quantization (quantized types only): x is rounded to int8 per block of 32 with step
-//    s_b = max|x_b| / 127, so each x_c moves by at most s_b / 2: error <= sum_c |W_rc| s_b / 2.
+//  * x quantization (quantized types only): x is rounded to two int8 terms per block of 32,
+//    x ~= s_b q + s_b / 256 q_lo with s_b = max|x_b| / 127, so each x_c moves by at most
+//    s_b / 512, or s_b / 256 where the residual's code is clamped to 127:
+//    error <= sum_c |W_rc| s_b / 256. (One int8 term alone is off by up to s_b / 2: 128 x more.)
 //  * f32 arithmetic: each partial sum lane adds about cols/8 terms, each term is a few roundings;
 //    with the offset terms (Q4_0's -8d, Q4_1's m, Q4_K's mins, Q6_K's -32) the summed magnitudes
 //    are sum_c (|W_rc| + 2 |offset_rc|) |x_c|. Bound: (cols/8 + 64) * 4u * that sum.
@@ -106,7 +108,7 @@ Reference reference(const Matrix& w, const std::vector<float>& x) {
   for (int64_t b = 0; quant && b < cols / 32; ++b) {
     double amax = 0;
     for (int l = 0; l < 32; ++l) amax = std::max(amax, std::fabs(double(x[size_t(b * 32 + l)])));
-    for (int l = 0; l < 32; ++l) xstep[size_t(b * 32 + l)] = amax / 127.0;
+    for (int l = 0; l < 32; ++l) xstep[size_t(b * 32 + l)] = amax / 127.0 / 256.0;
   }
   const auto [cb, ce] = code_bytes(w.type);
   const size_t bb = size_t(core::weight_type_info(w.type).block_bytes);
@@ -122,7 +124,7 @@ Reference reference(const Matrix& w, const std::vector<float>& x) {
     for (int64_t c = 0; c < cols; ++c) {
       const double wc = row[size_t(c)], xc = x[size_t(c)];
       dot += wc * xc;
-      qerr += std::fabs(wc) * xstep[size_t(c)] / 2;
+      qerr += std::fabs(wc) * xstep[size_t(c)];
       mag += (std::fabs(wc) + (quant ? 2 * std::fabs(double(off[size_t(c)])) : 0.0)) * std::fabs(xc);
     }
     ref.y.push_back(dot);
@@ -160,7 +162,9 @@ TEST_P(MatvecTest, MatchesReferenceOnEveryShapeAndThreadCount) {
   const int block = core::weight_type_info(t).block_size;
   std::mt19937 rng(1234 + int(t));
   core::ThreadPool pools[3] = {core::ThreadPool(1), core::ThreadPool(2), core::ThreadPool(3)};
-  std::vector<int64_t> col_set = {32, 64, 96, 256, 576, 1536, 2816, 17920};
+  // Q4_1's AVX-512 kernel reads groups of 16 blocks as 5 loads; 32..480 cover tails of 1, 2, 3, 7,
+  // 8 and 15 blocks (1, 1, 1, 3, 3 and 5 masked loads).
+  std::vector<int64_t> col_set = {32, 64, 96, 224, 256, 480, 576, 1536, 2816, 17920};
   if (block == 1) col_set.insert(col_set.end(), {1, 17, 33, 1000});
   PreparedInput x(17920);
   for (int64_t cols : col_set) {
@@ -246,26 +250,52 @@ TEST(Matvec, ZeroInputGivesZero) {
   }
 }
 
-// The prepared int8 copy reproduces x within half a quantization step, and its sums agree.
-TEST(PreparedInput, QuantizesWithinHalfAStep) {
+// The prepared two-term int8 copy reproduces x within s / 256 (s / 512 but for clamped
+// residuals), its re-ordered copies agree with it, and its sums are those of the two-term values.
+TEST(PreparedInput, QuantizesWithinAFineStep) {
   std::mt19937 rng(7);
   const auto xv = random_x(100, rng);  // not a multiple of 32: the tail block is zero-padded
   PreparedInput x(128);
   x.prepare(xv.data(), 100);
   ASSERT_EQ(x.cols(), 100);
+  int clamped = 0;
   for (int b = 0; b < 4; ++b) {
-    const float s = x.q8_scale()[b];
-    int sum = 0, sum_lo = 0;
+    const float s = x.q8_scale()[b], f = x.q8_fine_scale()[b];
+    EXPECT_EQ(f, s / 256.0f);
+    double sum = 0, sum_lo = 0;
     for (int l = 0; l < 32; ++l) {
       const int c = 32 * b + l;
       const float want = c < 100 ? xv[size_t(c)] : 0.0f;
+      const double got = double(x.q8()[c]) * s + double(x.q8_lo()[c]) * f;
       EXPECT_LE(std::fabs(x.q8()[c] * s - want), s * 0.5f * 1.0001f + 1e-12f) << c;
+      EXPECT_LE(std::fabs(got - want), f * 1.0001 + 1e-12) << c;
+      if (std::fabs(got - want) > f * 0.5001) ++clamped;
+      EXPECT_LE(std::abs(int(x.q8_lo()[c])), 127) << c;
       EXPECT_EQ(x.f32()[c], want);
-      sum += x.q8()[c];
-      if (l < 16) sum_lo += x.q8()[c];
+      EXPECT_EQ(int(x.u8()[c]), x.q8()[c] + 128);
+      EXPECT_EQ(int(x.u8_lo()[c]), x.q8_lo()[c] + 128);
+      // q8_nibble_pairs: per pair of blocks a[0:16], b[0:16], a[16:32], b[16:32].
+      const int pair = b / 2 * 64 + (l / 16) * 32 + (b % 2) * 16 + l % 16;
+      EXPECT_EQ(x.q8_nibble_pairs()[pair], x.q8()[c]);
+      EXPECT_EQ(x.q8_lo_nibble_pairs()[pair], x.q8_lo()[c]);
+      // q4_1_stream: value l % 16 of block b sits under stream byte 20 b + 4 + l % 16.
+      const int sb = 20 * b + 4 + l % 16;
+      const int8_t* at = x.q4_1_stream() + sb / 64 * 256 + sb % 64;
+      EXPECT_EQ(at[l < 16 ? 0 : 64], x.q8()[c]);
+      EXPECT_EQ(at[l < 16 ? 128 : 192], x.q8_lo()[c]);
+      sum += got;
+      if (l < 16) sum_lo += got;
     }
-    EXPECT_FLOAT_EQ(x.q8_scaled_sum32()[b], s * float(sum));
-    EXPECT_FLOAT_EQ(x.q8_scaled_sum16()[2 * b], s * float(sum_lo));
+    EXPECT_NEAR(x.q8_scaled_sum32()[b], sum, 1e-5 * s * 32);
+    EXPECT_NEAR(x.q8_scaled_sum16()[2 * b], sum_lo, 1e-5 * s * 16);
+  }
+  EXPECT_LE(clamped, 2);  // only values within float rounding of a half step clamp
+  // Header bytes of the Q4_1 stream are zero: x must contribute nothing under d and m.
+  for (int b = 0; b < 16; ++b) {
+    for (int k = 0; k < 4; ++k) {
+      const int sb = 20 * b + k;
+      for (int part = 0; part < 4; ++part) EXPECT_EQ(x.q4_1_stream()[sb / 64 * 256 + part * 64 + sb % 64], 0);
+    }
   }
 }
 

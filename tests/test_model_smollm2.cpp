@@ -6,10 +6,15 @@
 // Tolerances:
 //  - reference kernels (f32 weights as dequantized, fp64 sums): every greedy token equal;
 //    first-step logits within 1e-3 * max|logit| (transformers sums in f32 with another order).
-//  - fast kernels: activations are quantized to int8 per block of 32 before each Q4_1/Q8_0 dot
-//    product (as llama.cpp does), which moves logits by ~1e-2 * max|logit|; greedy tokens must be
-//    equal while transformers' own top-1/top-2 margin stays above 0.5 (a flip below that margin is
-//    a tie broken by rounding, not a bug) and for at least the first 32 tokens of each prompt.
+//  - fast kernels: activations are quantized to two int8 terms per block of 32 before each
+//    Q4_1/Q8_0 dot product (x ~= s q + s/256 q_lo, error <= s/512 per element), which moves the
+//    first-step logits by 2.4e-4 * max|logit| over the whole vector and by <= 8e-5 * max|logit|
+//    on the top 5 (measured 15:40 UTC 2026-11-24; the single-term int8 x of llama.cpp moved them
+//    by ~3e-2 and flipped greedy tokens after 0-8 steps). Top-5 tolerance 5e-4: ~6x that, still
+//    under the chat prompt's first-step top-1/top-2 margin (0.08 = 3.5e-3 * max|logit|). Greedy
+//    tokens must be equal while transformers' own top-1/top-2 margin stays above 0.5 (a flip
+//    below that margin is a tie broken by rounding, not a bug) and for at least the first 32
+//    tokens of each prompt; measured: 48/48 on all three prompts.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -131,7 +136,7 @@ TEST_F(SmolLM2, FastKernelsMatchTransformers) {
     std::printf("[ smollm2 ] fast %-5s: %zu/%zu greedy tokens equal (first near-tie at %zu)\n",
                 p["kind"].get<std::string>().c_str(), same, expected.size(), robust);
     EXPECT_GE(same, std::min(expected.size(), std::max<size_t>(robust, 32))) << p["kind"];
-    check_first_step(first, p, 2e-2);
+    check_first_step(first, p, 5e-4);
   }
 }
 

@@ -16,6 +16,8 @@ constexpr int64_t kXBlock = 32;  // x is quantized in blocks of 32, the unit of 
 // Buffers are padded with zeros to whole groups of 16 blocks, so the AVX-512 kernels can read
 // 16 blocks' scales and sums (one zmm) at a time without a tail case.
 constexpr int64_t kXPad = 16 * kXBlock;
+// q4_1_stream(): per group of 16 blocks, 5 loads of 64 row bytes, 4 x 64 bytes of x per load.
+constexpr int64_t kQ41GroupStreamBytes = 5 * 4 * 64;
 // Threads split rows at multiples of 16: 16 f32 outputs fill one 64-byte cache line, so two
 // threads never write the same line of y (no false sharing).
 constexpr int64_t kRowGrain = 16;
@@ -28,6 +30,11 @@ T* alloc_aligned(int64_t n) {
   if (p == nullptr) throw std::bad_alloc();
   std::memset(p, 0, bytes);
   return static_cast<T*>(p);
+}
+
+detail::RowKernel kernel_for(core::WeightType type) {
+  const detail::RowKernel precise = detail::precise_row_kernel(type);
+  return precise != nullptr ? precise : detail::row_kernel(type);
 }
 
 void check_shapes(const core::Matrix& w, const PreparedInput& x, const float* y) {
@@ -55,9 +62,15 @@ PreparedInput::PreparedInput(int64_t max_cols) : max_cols_(max_cols) {
   const int64_t padded = (max_cols + kXPad - 1) / kXPad * kXPad;
   f32_.reset(alloc_aligned<float>(padded));
   q8_.reset(alloc_aligned<int8_t>(padded));
+  q8_lo_.reset(alloc_aligned<int8_t>(padded));
   q8_pairs_.reset(alloc_aligned<int8_t>(padded));
+  q8_lo_pairs_.reset(alloc_aligned<int8_t>(padded));
   u8_.reset(alloc_aligned<uint8_t>(padded));
+  u8_lo_.reset(alloc_aligned<uint8_t>(padded));
+  // Zeroed here once: prepare() writes only the bytes under codes, header bytes stay 0.
+  q41_stream_.reset(alloc_aligned<int8_t>(padded / kXPad * kQ41GroupStreamBytes));
   scale_.reset(alloc_aligned<float>(padded / kXBlock));
+  fine_scale_.reset(alloc_aligned<float>(padded / kXBlock));
   sum32_.reset(alloc_aligned<float>(padded / kXBlock));
   sum16_.reset(alloc_aligned<float>(padded / 16));
 }
@@ -69,19 +82,40 @@ void PreparedInput::prepare(const float* x, int64_t cols) {
   std::memcpy(f32_.get(), x, size_t(cols) * sizeof(float));
   // Zero the padding so it quantizes to zero codes, zero scales and zero sums.
   std::fill(f32_.get() + cols, f32_.get() + padded, 0.0f);
-  detail::quantize_x_q8(f32_.get(), padded / kXBlock, q8_.get(), scale_.get(), sum32_.get(),
-                        sum16_.get());
-  // The two re-arranged copies the AVX-512 kernels read (see q8_nibble_pairs() and u8()).
-  for (int64_t p = 0; p < padded; p += 2 * kXBlock) {
-    const int8_t* a = q8_.get() + p;  // block 2k
-    const int8_t* b = a + kXBlock;    // block 2k+1
-    int8_t* out = q8_pairs_.get() + p;
-    std::memcpy(out, a, 16);
-    std::memcpy(out + 16, b, 16);
-    std::memcpy(out + 32, a + 16, 16);
-    std::memcpy(out + 48, b + 16, 16);
+  detail::quantize_x_two_term(f32_.get(), padded / kXBlock, q8_.get(), q8_lo_.get(), scale_.get(),
+                              fine_scale_.get(), sum32_.get(), sum16_.get());
+  // The re-arranged copies the AVX-512 kernels read (see q8_nibble_pairs(), u8(), q4_1_stream()).
+  const auto pairs = [&](const int8_t* q, int8_t* out_base) {
+    for (int64_t p = 0; p < padded; p += 2 * kXBlock) {
+      const int8_t* a = q + p;        // block 2k
+      const int8_t* b = a + kXBlock;  // block 2k+1
+      int8_t* out = out_base + p;
+      std::memcpy(out, a, 16);
+      std::memcpy(out + 16, b, 16);
+      std::memcpy(out + 32, a + 16, 16);
+      std::memcpy(out + 48, b + 16, 16);
+    }
+  };
+  pairs(q8_.get(), q8_pairs_.get());
+  pairs(q8_lo_.get(), q8_lo_pairs_.get());
+  for (int64_t c = 0; c < padded; ++c) {
+    u8_[c] = uint8_t(q8_[c]) ^ 0x80u;
+    u8_lo_[c] = uint8_t(q8_lo_[c]) ^ 0x80u;
   }
-  for (int64_t c = 0; c < padded; ++c) u8_[c] = uint8_t(q8_[c]) ^ 0x80u;
+  // Block b = 16 g + k of x sits under stream bytes 20 k + 4 .. 20 k + 19 of group g's 320.
+  for (int64_t b = 0; b < padded / kXBlock; ++b) {
+    int8_t* group = q41_stream_.get() + b / 16 * kQ41GroupStreamBytes;
+    const int8_t* hi = q8_.get() + b * kXBlock;
+    const int8_t* lo = q8_lo_.get() + b * kXBlock;
+    for (int l = 0; l < 16; ++l) {
+      const int64_t s = 20 * (b % 16) + 4 + l;  // stream byte within the group
+      int8_t* at = group + s / 64 * 256 + s % 64;
+      at[0] = hi[l];
+      at[64] = hi[l + 16];
+      at[128] = lo[l];
+      at[192] = lo[l + 16];
+    }
+  }
 }
 
 void matvec_rows(const core::Matrix& w, const PreparedInput& x, float* y, int64_t row_begin,
@@ -89,12 +123,12 @@ void matvec_rows(const core::Matrix& w, const PreparedInput& x, float* y, int64_
   check_shapes(w, x, y);
   PDVM_ASSERT(0 <= row_begin && row_begin <= row_end && row_end <= w.rows);
   if (row_begin == row_end) return;
-  detail::row_kernel(w.type)(w, x, y, row_begin, row_end);
+  kernel_for(w.type)(w, x, y, row_begin, row_end);
 }
 
 void matvec(const core::Matrix& w, const PreparedInput& x, float* y, core::ThreadPool& pool) {
   check_shapes(w, x, y);
-  const auto kernel = detail::row_kernel(w.type);
+  const auto kernel = kernel_for(w.type);
   pool.run([&](int t, int nt) {
     const int64_t r0 = split_row(w.rows, t, nt), r1 = split_row(w.rows, t + 1, nt);
     if (r0 < r1) kernel(w, x, y, r0, r1);
@@ -118,7 +152,7 @@ void matvec_multi(std::span<const MatvecJob> jobs, const PreparedInput& x, core:
       const auto bytes = int64_t(w.n_bytes());
       const int64_t r0 = split_row(w.rows, lo - offset, bytes);
       const int64_t r1 = split_row(w.rows, hi - offset, bytes);
-      if (r0 < r1) detail::row_kernel(w.type)(w, x, job.y, r0, r1);
+      if (r0 < r1) kernel_for(w.type)(w, x, job.y, r0, r1);
       offset += bytes;
     }
   });

@@ -1,5 +1,6 @@
-// Internal to the matvec kernels: the per-type single-thread row kernels (matvec_kernels.cpp)
-// that matvec.cpp dispatches to. Each computes y[r] for r in [r0, r1) of one matrix.
+// Internal to the matvec kernels: the per-type single-thread row kernels that matvec.cpp
+// dispatches to (matvec_precise.cpp for the GGUF quantized types, matvec_kernels.cpp for the
+// float types and pdvm's compressed types). Each computes y[r] for r in [r0, r1) of one matrix.
 #pragma once
 
 #include <cstdint>
@@ -12,12 +13,22 @@ namespace pdvm::cpu::detail {
 using RowKernel = void (*)(const core::Matrix& w, const PreparedInput& x, float* y, int64_t r0,
                            int64_t r1);
 
-// The kernel for w.type (never null for a valid type).
+// The kernel for w.type (never null for a valid type). Its Q8_0/Q4_0/Q4_1/Q4_K/Q6_K kernels use
+// the first int8 term of x only; matvec.cpp prefers precise_row_kernel for those.
 RowKernel row_kernel(core::WeightType type);
 
-// Quantizes blocks of 32 floats: q8[32 * n_blocks], scale/sum32 [n_blocks], sum16 [2 * n_blocks].
+// The two-term-x kernel for the GGUF quantized types (Q8_0, Q4_0, Q4_1, Q4_K, Q6_K); null for
+// every other type.
+RowKernel precise_row_kernel(core::WeightType type);
+
+// Single-term quantization of blocks of 32 floats (superseded by quantize_x_two_term).
 void quantize_x_q8(const float* x, int64_t n_blocks, int8_t* q8, float* scale, float* sum32,
                    float* sum16);
+
+// Two-term quantization of blocks of 32 floats (see PreparedInput): hi/lo [32 * n_blocks],
+// scale/fine/sum32 [n_blocks], sum16 [2 * n_blocks].
+void quantize_x_two_term(const float* x, int64_t n_blocks, int8_t* hi, int8_t* lo, float* scale,
+                         float* fine, float* sum32, float* sum16);
 
 const char* isa_name();
 
