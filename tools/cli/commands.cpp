@@ -10,6 +10,9 @@
 #include <nlohmann/json.hpp>
 
 #include "cpu/cpu_backend.h"
+#ifdef PDVM_HAVE_CUDA
+#include "cuda/cuda_backend.h"
+#endif
 #include "generate/chat_template.h"
 #include "model/load.h"
 
@@ -41,6 +44,16 @@ Result<model::LoadedModel> load(const std::string& path_arg) {
 }
 
 Result<std::unique_ptr<core::Backend>> make_backend(const core::Model& m, const ModelArgs& a) {
+  if (a.backend == "cuda") {
+#ifdef PDVM_HAVE_CUDA
+    cuda::CudaOptions o;
+    PDVM_ASSIGN_OR_RETURN(o.mode, cuda::parse_mode(a.gpu_mode));
+    o.context = a.context;
+    return cuda::make_cuda_backend(m, o);
+#else
+    return unsupported("--backend cuda: this pdvm was built without CUDA (no nvcc at build time)");
+#endif
+  }
   cpu::CpuOptions o;
   o.context = a.context;
   o.threads = a.threads;

@@ -14,6 +14,8 @@ struct ModelArgs {
   int context = 0;          // -c
   int threads = 0;          // -t
   std::string kernels = "fast";  // fast | reference
+  std::string backend = "cpu";   // cpu | cuda
+  std::string gpu_mode = "layer";  // cuda: ops | layer
 };
 
 struct RunArgs {
