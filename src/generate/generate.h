@@ -46,6 +46,10 @@ class Session {
                                  const TextCallback& on_text);
   // Forgets the sequence (the next call starts at position 0).
   void reset() { history_.clear(); }
+  // Keeps the first n tokens (the next call continues at position n, overwriting the KV cache
+  // from there): lets a chat re-process only from the first token where a re-rendered
+  // conversation differs from what the cache holds.
+  void truncate(int n) { if (n >= 0 && size_t(n) < history_.size()) history_.resize(size_t(n)); }
   int position() const { return int(history_.size()); }
   const std::vector<int32_t>& history() const { return history_; }
 
