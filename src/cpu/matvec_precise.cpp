@@ -241,8 +241,10 @@ inline __m512 f16_hi(__m512i v) { return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_
 // holds 0 under the header bytes; lane l of load z of a group belongs to block (16 z + l) / 5,
 // so one vpermps spreads the group's 16 block scales over a load's lanes. The 16 headers are
 // compacted out of the 5 loads with 3 permutes (no gather, no separate header loads).
-// Per 64 row bytes: 1 load, 2 unpack ops (GFNI), 4 vpdpbusd, 1 shift, convert, permute, FMA;
-// two rows at a time share the 4 loads of x.
+// Per 64 row bytes: 1 load, 3 unpack ops, 4 vpdpbusd, shift + add, convert, permute, FMA.
+// Tried and measured slower where it matters (weights from DRAM; see docs/notes-cpu-kernels.md):
+// two rows per pass sharing the x loads, and one serial chain of the 4 vpdpbusd (no add). Both
+// won in L2-cached benchmarks, both lost in the uncached benchmark and in "pdvm run -t 1".
 struct Q41Consts {
   __m512i m4 = _mm512_set1_epi8(0x0F);
   // Header lanes: block k's header is stream lane 5 k. Blocks 0-6 from loads 0-1, 7-12 from 2-3
@@ -260,89 +262,31 @@ struct Q41Consts {
   }
 };
 
-// High nibbles of every byte, as 0..15: one GFNI affine op (bit i of the result = bit i + 4 of
-// the byte) where available, else shift + mask.
-inline __m512i high_nibbles(__m512i v, __m512i m4) {
-#if defined(__GFNI__)
-  (void)m4;
-  return _mm512_gf2p8affine_epi64_epi8(v, _mm512_set1_epi64(0x1020408000000000), 0);
-#else
-  return _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-#endif
-}
-
-// One group of up to 16 blocks of kRows rows: v[r][0..nz) hold row r's bytes (zero beyond the
-// row's end). The rows share every load of x.
-template <int kLoads, int kRows>
-inline void q4_1_group(const Q41Consts& c, const __m512i (*v)[5], int nz, const int8_t* xg, const float* xf,
-                       const float* xsum, __m512 (*acc)[2], __m512* off) {
-  const __m512 xfv = _mm512_load_ps(xf), xsv = _mm512_load_ps(xsum);
-  __m512 scale[kRows];
-#pragma GCC unroll 2
-  for (int r = 0; r < kRows; ++r) {
-    __m512i hdr = _mm512_permutex2var_epi32(v[r][0], c.hdr01, v[r][1]);
-    if (kLoads > 2) {
-      hdr = _mm512_mask_blend_epi32(0x1F80, hdr, _mm512_permutex2var_epi32(v[r][2], c.hdr23, v[r][3]));
-      hdr = _mm512_mask_blend_epi32(0xE000, hdr, _mm512_permutexvar_epi32(c.hdr4, v[r][4]));
-    }
-    scale[r] = _mm512_mul_ps(f16_lo(hdr), xfv);
-    off[r] = _mm512_fmadd_ps(f16_hi(hdr), xsv, off[r]);
+// One group of up to 16 blocks whose row bytes are v[0..nz) (zero beyond the row's end).
+template <int kLoads>
+inline void q4_1_group(const Q41Consts& c, const __m512i* v, int nz, const int8_t* xg, const float* xf,
+                       const float* xsum, __m512& acc0, __m512& acc1, __m512& off) {
+  __m512i hdr = _mm512_permutex2var_epi32(v[0], c.hdr01, v[1]);
+  if (kLoads > 2) {
+    hdr = _mm512_mask_blend_epi32(0x1F80, hdr, _mm512_permutex2var_epi32(v[2], c.hdr23, v[3]));
+    hdr = _mm512_mask_blend_epi32(0xE000, hdr, _mm512_permutexvar_epi32(c.hdr4, v[4]));
   }
+  const __m512 scale = _mm512_mul_ps(f16_lo(hdr), _mm512_load_ps(xf));
+  off = _mm512_fmadd_ps(f16_hi(hdr), _mm512_load_ps(xsum), off);
 #pragma GCC unroll 5
   for (int z = 0; z < kLoads; ++z) {
     if (z >= nz) break;
+    const __m512i lo = _mm512_and_si512(v[z], c.m4);
+    const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v[z], 4), c.m4);
     const int8_t* xz = xg + 256 * z;
-    const __m512i x_lo1 = load64(xz), x_hi1 = load64(xz + 64), x_lo2 = load64(xz + 128), x_hi2 = load64(xz + 192);
-#pragma GCC unroll 2
-    for (int r = 0; r < kRows; ++r) {
-      const __m512i lo = _mm512_and_si512(v[r][z], c.m4);
-      const __m512i hi = high_nibbles(v[r][z], c.m4);
-      // 256 * (first-term dot) + residual dot, accumulated in place: per lane
-      // <= 8 * 15 * 127 * 257 < 2^24, so exact in int32 and in its f32 conversion.
-      __m512i t = dpbusd(dpbusd(_mm512_setzero_si512(), lo, x_lo1), hi, x_hi1);
-      t = dpbusd(dpbusd(_mm512_slli_epi32(t, 8), lo, x_lo2), hi, x_hi2);
-      acc[r][z & 1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t), _mm512_permutexvar_ps(c.lane_block[z], scale[r]),
-                                      acc[r][z & 1]);
-    }
+    __m512i t = dpbusd(_mm512_setzero_si512(), lo, load64(xz));
+    __m512i u = dpbusd(_mm512_setzero_si512(), lo, load64(xz + 128));
+    t = dpbusd(t, hi, load64(xz + 64));
+    u = dpbusd(u, hi, load64(xz + 192));
+    const __m512 dot = _mm512_cvtepi32_ps(_mm512_add_epi32(_mm512_slli_epi32(t, 8), u));
+    __m512& acc = (z & 1) ? acc1 : acc0;
+    acc = _mm512_fmadd_ps(dot, _mm512_permutexvar_ps(c.lane_block[z], scale), acc);
   }
-}
-
-// kRows consecutive rows starting at p (row stride `stride` bytes): y[0..kRows).
-template <int kRows>
-inline void q4_1_rows(const Q41Consts& c, const uint8_t* p, size_t stride, int64_t n_groups, int tail,
-                      const int8_t* xst, const float* xf, const float* xsum, float* y) {
-  __m512 acc[kRows][2], off[kRows];
-  for (int r = 0; r < kRows; ++r) acc[r][0] = acc[r][1] = off[r] = _mm512_setzero_ps();
-  __m512i v[kRows][5];
-  for (int64_t g = 0; g < n_groups; ++g) {
-    for (int r = 0; r < kRows; ++r) {
-      const uint8_t* gp = p + r * stride + g * 320;
-      for (int z = 0; z < 5; ++z) v[r][z] = _mm512_loadu_si512(gp + 64 * z);
-    }
-    q4_1_group<5, kRows>(c, v, 5, xst + g * 1280, xf + g * kGroup, xsum + g * kGroup, acc, off);
-  }
-  if (tail > 0) {
-    // Masked loads: never read past the row (it may end a mapping); missing lanes are zero,
-    // so their headers give d = m = 0 (and x there is 0 too).
-    const int tail_lanes = 5 * tail, tail_loads = (tail_lanes + 15) / 16;
-    for (int z = 0; z < 5; ++z) {
-      const int lanes = std::clamp(tail_lanes - 16 * z, 0, 16);
-      const auto mask = __mmask16(lanes == 16 ? 0xFFFFu : (1u << lanes) - 1u);
-      for (int r = 0; r < kRows; ++r) {
-        v[r][z] = lanes > 0 ? _mm512_maskz_loadu_epi32(mask, p + r * stride + n_groups * 320 + 64 * z)
-                            : _mm512_setzero_si512();
-      }
-    }
-    const int8_t* xg = xst + n_groups * 1280;
-    const float* xfg = xf + n_groups * kGroup;
-    const float* xsg = xsum + n_groups * kGroup;
-    if (tail_loads <= 2) {
-      q4_1_group<2, kRows>(c, v, tail_loads, xg, xfg, xsg, acc, off);
-    } else {
-      q4_1_group<5, kRows>(c, v, tail_loads, xg, xfg, xsg, acc, off);
-    }
-  }
-  for (int r = 0; r < kRows; ++r) y[r] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]), off[r]));
 }
 
 void rows_q4_1_stream(const Matrix& w, const PreparedInput& x, float* y, int64_t r0, int64_t r1) {
@@ -350,12 +294,40 @@ void rows_q4_1_stream(const Matrix& w, const PreparedInput& x, float* y, int64_t
   const int64_t nb = w.cols / kQK;
   const int64_t n_groups = nb / kGroup;
   const int tail = int(nb % kGroup);
-  const size_t stride = w.row_stride();
-  int64_t r = r0;
-  for (; r + 1 < r1; r += 2) {
-    q4_1_rows<2>(c, w.row(r), stride, n_groups, tail, x.q4_1_stream(), x.q8_fine_scale(), x.q8_scaled_sum32(), y + r);
+  const int tail_lanes = 5 * tail, tail_loads = (tail_lanes + 15) / 16;
+  const int8_t* xst = x.q4_1_stream();
+  const float* xf = x.q8_fine_scale();
+  const float* xsum = x.q8_scaled_sum32();
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* p = w.row(r);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps(), off = _mm512_setzero_ps();
+    for (int64_t g = 0; g < n_groups; ++g) {
+      const uint8_t* gp = p + g * 320;
+      const __m512i v[5] = {_mm512_loadu_si512(gp), _mm512_loadu_si512(gp + 64), _mm512_loadu_si512(gp + 128),
+                            _mm512_loadu_si512(gp + 192), _mm512_loadu_si512(gp + 256)};
+      q4_1_group<5>(c, v, 5, xst + g * 1280, xf + g * kGroup, xsum + g * kGroup, acc0, acc1, off);
+    }
+    if (tail > 0) {
+      // Masked loads: never read past the row (it may end a mapping); missing lanes are zero,
+      // so their headers give d = m = 0 (and x there is 0 too).
+      const uint8_t* gp = p + n_groups * 320;
+      __m512i v[5];
+      for (int z = 0; z < 5; ++z) {
+        const int lanes = std::clamp(tail_lanes - 16 * z, 0, 16);
+        const auto mask = __mmask16(lanes == 16 ? 0xFFFFu : (1u << lanes) - 1u);
+        v[z] = lanes > 0 ? _mm512_maskz_loadu_epi32(mask, gp + 64 * z) : _mm512_setzero_si512();
+      }
+      const int8_t* xg = xst + n_groups * 1280;
+      const float* xfg = xf + n_groups * kGroup;
+      const float* xsg = xsum + n_groups * kGroup;
+      if (tail_loads <= 2) {
+        q4_1_group<2>(c, v, tail_loads, xg, xfg, xsg, acc0, acc1, off);
+      } else {
+        q4_1_group<5>(c, v, tail_loads, xg, xfg, xsg, acc0, acc1, off);
+      }
+    }
+    y[r] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc0, acc1), off));
   }
-  if (r < r1) q4_1_rows<1>(c, w.row(r), stride, n_groups, tail, x.q4_1_stream(), x.q8_fine_scale(), x.q8_scaled_sum32(), y + r);
 }
 
 // Q4_0 (18-byte blocks, not lane-aligned): pairs of blocks. Pair k of a group (blocks 2k, 2k+1)
@@ -415,17 +387,16 @@ void rows_q4_0_zmm(const Matrix& w, const PreparedInput& x, float* y, int64_t r0
   }
 }
 
-// Q8_0, per pair of blocks (lanes 0-7 block 2k, 8-15 block 2k+1): vpdpbusd is unsigned x
-// signed, so the signed codes are offset to w + 128 (one xor) and multiplied against the plain
-// x codes: 256 dot(w + 128, q) + dot(w + 128, q_lo) = (x's two-term dot) + 128 * (256 sum q +
-// sum q_lo); the second part is -128 d * sum32 per block, folded in once per group like Q4_0's
-// -8. Per lane |value| <= 4 * 255 * 127 * 257 < 2^31; its f32 conversion rounds by <= 2^-24.
+// (Tried: offsetting the weights by xor 0x80 and folding -128 d sum32 into the group's offset
+// term, 2 vpdpbusd per pair instead of 3: +10% cached, -30% uncached and in the real LM head.)
+// Q8_0: signed codes against u8() = q + 128 (vpdpbusd is unsigned x signed), per pair of blocks
+// (lanes 0-7 block 2k, 8-15 block 2k+1): with U = 128 sum w (one more vpdpbusd),
+// 256 (T_hi - U) + (T_lo - U) = 256 dot(w, q) + dot(w, q_lo), exact in int32.
 void rows_q8_0_zmm(const Matrix& w, const PreparedInput& x, float* y, int64_t r0, int64_t r1) {
   const int64_t nb = w.cols / kQK;
-  const int8_t* xq = x.q8();
-  const int8_t* xql = x.q8_lo();
+  const uint8_t* xu = x.u8();
+  const uint8_t* xul = x.u8_lo();
   const float* xf = x.q8_fine_scale();
-  const float* xsum = x.q8_scaled_sum32();
   const __m512i offsets = header_offsets(int(sizeof(BlockQ8_0)));
   const __m512i c128 = _mm512_set1_epi8(char(0x80));
   __m512i lane_block[kGroup / 2];
@@ -436,23 +407,20 @@ void rows_q8_0_zmm(const Matrix& w, const PreparedInput& x, float* y, int64_t r0
   const int64_t nb_full = nb / kGroup * kGroup;
   for (int64_t r = r0; r < r1; ++r) {
     const BlockQ8_0* blocks = row_blocks<BlockQ8_0>(w, r);
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps(), off = _mm512_setzero_ps();
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
     for (int64_t g = 0; g < nb_full; g += kGroup) {
       const BlockQ8_0* gb = blocks + g;
       const __m512i hdr = _mm512_i32gather_epi32(offsets, gb, 1);
-      const __m512 d = f16_lo(hdr);
-      const __m512 scale = _mm512_mul_ps(d, _mm512_load_ps(xf + g));
-      off = _mm512_fmadd_ps(d, _mm512_load_ps(xsum + g), off);
+      const __m512 scale = _mm512_mul_ps(f16_lo(hdr), _mm512_load_ps(xf + g));
       const auto pair = [&](int k, __m512& acc) {
         const BlockQ8_0* b0 = gb + 2 * k;
-        const __m512i wv = _mm512_xor_si512(
-            _mm512_inserti64x4(
-                _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b0->qs))),
-                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b0[1].qs)), 1),
-            c128);
+        const __m512i wv = _mm512_inserti64x4(
+            _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b0->qs))),
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b0[1].qs)), 1);
         const int64_t o = (g + 2 * k) * kQK;
-        const __m512i t = dpbusd(_mm512_setzero_si512(), wv, load64(xq + o));
-        const __m512i dot = dpbusd(_mm512_slli_epi32(t, 8), wv, load64(xql + o));
+        const __m512i u = dpbusd(_mm512_setzero_si512(), c128, wv);
+        const __m512i t = _mm512_sub_epi32(dpbusd(_mm512_setzero_si512(), load64(xu + o), wv), u);
+        const __m512i dot = _mm512_sub_epi32(dpbusd(_mm512_slli_epi32(t, 8), load64(xul + o), wv), u);
         acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_permutexvar_ps(lane_block[k], scale), acc);
       };
 #pragma GCC unroll 8
@@ -463,9 +431,7 @@ void rows_q8_0_zmm(const Matrix& w, const PreparedInput& x, float* y, int64_t r0
     }
     __m256 acc_t = _mm256_setzero_ps();
     for (int64_t i = nb_full; i < nb; ++i) block_q8_0(blocks[i], x, i, acc_t);
-    const __m512 all = _mm512_fmadd_ps(off, _mm512_set1_ps(-128.0f),
-                                       _mm512_add_ps(_mm512_add_ps(acc0, acc1), _mm512_zextps256_ps512(acc_t)));
-    y[r] = _mm512_reduce_add_ps(all);
+    y[r] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc0, acc1), _mm512_zextps256_ps512(acc_t)));
   }
 }
 #endif  // AVX-512 F/BW/VNNI
