@@ -17,7 +17,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "chat/chat_template.h"
+#include "chat/template_choice.h"
 #include "commands.h"
 #include "cpu/cpu_backend.h"
 #include "generate/generate.h"
@@ -55,39 +55,6 @@ void on_sigint(int) { g_sigint.fetch_add(1, std::memory_order_relaxed); }
 int fail(const Status& s) {
   std::fprintf(stderr, "pdvm: %s\n", s.message().c_str());
   return 1;
-}
-
-// The model's template, a --template override, or a built-in picked by the tokenizer's specials.
-Result<chat::ChatTemplate> pick_template(const model::LoadedModel& m, const tokenizer::Tokenizer& tok,
-                                         const std::string& override_name, std::string& description) {
-  if (!override_name.empty()) {
-    std::error_code ec;
-    if (fs::is_regular_file(override_name, ec)) {
-      std::ifstream f(override_name, std::ios::binary);
-      std::stringstream ss;
-      ss << f.rdbuf();
-      description = override_name;
-      auto t = chat::ChatTemplate::parse(ss.str());
-      if (!t.is_ok()) return t.status().with_context(override_name);
-      return t;
-    }
-    description = "built-in '" + override_name + "'";
-    return chat::builtin_template(override_name);
-  }
-  if (!m.chat_template.empty()) {
-    description = "the model's own";
-    auto t = chat::ChatTemplate::parse(m.chat_template);
-    if (!t.is_ok()) return t.status().with_context(m.model.source + ": chat template");
-    return t;
-  }
-  std::string family = "chatml";
-  if (tok.token_id("<|start_header_id|>")) family = "llama3";
-  else if (tok.token_id("<|user|>")) family = "phi3";
-  else if (tok.token_id("<|im_sep|>")) family = "phi4";
-  else if (tok.token_id("[INST]")) family = "mistral";
-  else if (!tok.token_id("<|im_start|>") && tok.bos_id() >= 0 && tok.token_text(tok.bos_id()) == "<s>") family = "llama2";
-  description = "built-in '" + family + "' (the model has none)";
-  return chat::builtin_template(family);
 }
 
 // One line from stdin without its newline; nullopt at EOF or when a signal interrupted the read.
@@ -144,7 +111,7 @@ int run_chat_command() {
   const tokenizer::Tokenizer& tok = *loaded->tokenizer;
 
   std::string template_desc;
-  auto tmpl = pick_template(*loaded, tok, a.template_name, template_desc);
+  auto tmpl = chat::choose_template(loaded->chat_template, loaded->model.source, tok, a.template_name, &template_desc);
   if (!tmpl.is_ok()) return fail(tmpl.status());
   const chat::RenderOptions render_opts = chat::render_options_for(tok, /*add_generation_prompt=*/true);
 

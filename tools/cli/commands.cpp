@@ -13,7 +13,7 @@
 #ifdef PDVM_HAVE_CUDA
 #include "cuda/cuda_backend.h"
 #endif
-#include "generate/chat_template.h"
+#include "chat/template_choice.h"
 #include "model/load.h"
 
 namespace pdvm::cli {
@@ -81,14 +81,18 @@ int run_generate(const RunArgs& a) {
 
   std::string prompt = a.prompt.empty() ? kDefaultPrompt : a.prompt;
   if (a.chat) {
-    auto tmpl = generate::ChatTemplate::from_model_template(loaded->chat_template);
-    if (!tmpl.is_ok()) return fail(tmpl.status().with_context(loaded->model.source));
-    std::vector<generate::ChatMessage> msgs;
+    auto tmpl = chat::choose_template(loaded->chat_template, loaded->model.source, tok, a.template_name);
+    if (!tmpl.is_ok()) return fail(tmpl.status());
+    std::vector<chat::Message> msgs;
     if (!a.system.empty()) msgs.push_back({"system", a.system});
     msgs.push_back({"user", prompt});
-    prompt = tmpl->render(msgs, /*add_generation_prompt=*/true);
+    auto rendered = tmpl->render(msgs, chat::render_options_for(tok, /*add_generation_prompt=*/true));
+    if (!rendered.is_ok()) return fail(rendered.status().with_context("chat template"));
+    prompt = std::move(*rendered);
   }
-  auto ids = tok.encode(prompt, /*add_special=*/true, /*parse_special=*/a.chat);
+  // A rendered chat already holds its BOS (as transformers' apply_chat_template + encode
+  // without special tokens); raw text gets the tokenizer's own BOS/EOS rule.
+  auto ids = tok.encode(prompt, /*add_special=*/!a.chat, /*parse_special=*/a.chat);
   if (!ids.is_ok()) return fail(ids.status().with_context("prompt"));
 
   auto backend = make_backend(loaded->model, a.m);

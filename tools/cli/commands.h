@@ -23,6 +23,7 @@ struct RunArgs {
   std::string prompt;
   bool chat = true;         // apply the chat template
   std::string system;       // system prompt ("" -> the template's default)
+  std::string template_name;  // --template: built-in name or Jinja file ("" -> the model's)
   bool ignore_eos = false;
   bool stats = true;
   generate::GenerateOptions gen;

@@ -6,6 +6,7 @@
 #include <iterator>
 
 #include "bench_command.h"
+#include "chat_command.h"
 #include "commands.h"
 
 namespace {
@@ -46,6 +47,7 @@ int main(int argc, char** argv) {
   run_cmd->add_flag("--ignore-eos", run.ignore_eos, "keep generating past end-of-sequence tokens");
   run_cmd->add_flag("!--no-chat", run.chat, "feed the prompt as raw text, without the chat template");
   run_cmd->add_option("--system", run.system, "system prompt (chat mode)");
+  run_cmd->add_option("--template", run.template_name, "chat template: a built-in name (chatml, llama3, ...) or a Jinja file");
   run_cmd->add_flag("!--no-stats", run.stats, "do not print the stats line");
 
   std::string inspect_model;
@@ -68,6 +70,7 @@ int main(int argc, char** argv) {
   tok_cmd->add_flag("--decode", tok_decode, "input is ids, print the text");
 
   CLI::App* bench_cmd = pdvm::cli::add_bench_command(app);
+  CLI::App* chat_cmd = pdvm::cli::add_chat_command(app);
 
   try {
     app.parse(argc, argv);
@@ -83,6 +86,7 @@ int main(int argc, char** argv) {
     return pdvm::cli::run_generate(run);
   }
   if (*bench_cmd) return pdvm::cli::run_bench_command();
+  if (*chat_cmd) return pdvm::cli::run_chat_command();
   if (*inspect_cmd) return pdvm::cli::run_inspect(inspect_model);
   if (*logits_cmd) {
     size_t at = 0;
