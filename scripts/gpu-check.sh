@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # gpu-check.sh: the CUDA backend's check on the GPU machine in one call: build (or take a prebuilt
-# bundle), the GPU tests, compute-sanitizer memcheck over a short run of both modes (the fused
-# layer kernel included), decode benchmarks (pdvm bench: Phi-4 shape, 40 layers, per format and
-# mode, depths 0/1024/4096, KV filled with random data) and a PyTorch bf16 side-by-side; a short
-# table last. At most 8 files land in OUT (the device tool's limit): logs, summary, a tarball.
+# bundle), the GPU tests (vs an fp64 host reference and vs the CPU backend's reference kernels),
+# compute-sanitizer memcheck and racecheck over short runs of every mode (the fused layer and token
+# kernels included), decode benchmarks (pdvm bench: Phi-4 shape, 40 layers, per format and mode,
+# depths 0/1024/4096, KV filled with random data) and a PyTorch bf16 side-by-side; a short table
+# last. At most 8 files land in OUT (the device tool's limit): logs, summary, a tarball.
 #
 # Usage: scripts/gpu-check.sh [tests|bench|all] [OUT_DIR]          (default: all, $OUT)
 # Env:   PDVM_PREBUILT=DIR  use DIR/pdvm, DIR/test_cuda_backend, DIR/lib (built elsewhere with the
 #                           same nvcc) instead of configuring here (the GPU image may lack the
 #                           build's dependencies: nlohmann-json, CLI11, PCRE2, ICU, GoogleTest)
-#        FORMATS="bf16 f16 q8_0 q4_0 q4_1"  MODES="ops layer"  DEPTHS=0,1024,4096  TOKENS=20
+#        FORMATS="bf16 f16 q8_0 q4_0 q4_1"  MODES="ops layer token"  DEPTHS=0,1024,4096  TOKENS=20
+#        EXTRA_BENCH="q4_0:token:0 q8_0:token:0"  extra runs FMT:MODE:PREFETCH (PDVM_CUDA_PREFETCH)
+#        TORCH=0  skip the PyTorch side-by-side
 set -uo pipefail
 stage=${1:-all}
 out=${2:-${OUT:-out/gpu-check}}
@@ -17,7 +20,9 @@ mkdir -p "$out"
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 FORMATS=${FORMATS:-"bf16 f16 q8_0 q4_0 q4_1"}
-MODES=${MODES:-"ops layer"}
+MODES=${MODES:-"ops layer token"}
+EXTRA_BENCH=${EXTRA_BENCH:-}
+TORCH=${TORCH:-1}
 DEPTHS=${DEPTHS:-0,1024,4096}
 TOKENS=${TOKENS:-20}
 log() { echo "== $(date -u +%H:%M:%S) $*"; }
@@ -33,17 +38,17 @@ cat "$out/env.txt"
 if [[ -n "${PDVM_PREBUILT:-}" ]]; then
   bin=$PDVM_PREBUILT
   export LD_LIBRARY_PATH="$bin/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-  tests=("$bin/test_cuda_backend")
+  tests=("$bin/test_cuda_backend" "$bin/test_cuda_vs_cpu")
   log "prebuilt binaries from $bin"
 else
   log "configure + build (Release, sm_90a)"
   # -Werror off: this run checks the device; CI enforces warnings on every commit.
   cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a \
     -DPDVM_WERROR=OFF -DPDVM_BENCH=OFF > "$out/build.log" 2>&1 &&
-    cmake --build build-gpu -j16 --target pdvm_cli test_cuda_backend test_synthetic >> "$out/build.log" 2>&1 ||
+    cmake --build build-gpu -j16 --target pdvm_cli test_cuda_backend test_cuda_vs_cpu >> "$out/build.log" 2>&1 ||
     { tail -30 "$out/build.log"; echo "build failed (log: build.log)"; exit 1; }
   bin=build-gpu
-  tests=(build-gpu/tests/test_cuda_backend build-gpu/tests/test_synthetic)
+  tests=(build-gpu/tests/test_cuda_backend build-gpu/tests/test_cuda_vs_cpu)
 fi
 
 # --- tests and memcheck -------------------------------------------------------------------------
@@ -53,17 +58,26 @@ if [[ $stage == tests || $stage == all ]]; then
     (cd build-gpu && timeout 400 ctest -L gpu --output-on-failure) > "$out/tests.log" 2>&1
   else
     # two processes, each with its own limit, so a hang in one group still leaves the other's result
-    timeout 200 "${tests[0]}" --gtest_filter='-*phi4*' > "$out/tests.log" 2>&1
+    timeout 120 "${tests[0]}" --gtest_filter='-*phi4*' > "$out/tests.log" 2>&1
     echo "tests exit (small shapes): $?" >> "$out/tests.log"
-    timeout 240 "${tests[0]}" --gtest_filter='*phi4*' >> "$out/tests.log" 2>&1
+    timeout 150 "${tests[0]}" --gtest_filter='*phi4*' >> "$out/tests.log" 2>&1
+    echo "tests exit (phi4): $?" >> "$out/tests.log"
+    timeout 150 "${tests[1]}" >> "$out/tests.log" 2>&1
   fi
   echo "tests exit: $?" >> "$out/tests.log"
-  grep -E "worst rel|FAILED|PASSED|SKIPPED \]|tests exit|Failure|Expected|Which is" "$out/tests.log" | head -60
-  log "compute-sanitizer memcheck (smollm2 q4_1 4 layers and the variant, ops + layer mode)"
-  timeout 300 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 3 \
+  grep -E "worst rel|vs cpu|smollm2 \]|FAILED|PASSED|SKIPPED \]|tests exit|Failure|Expected|Which is" "$out/tests.log" | head -90
+  # the fused kernels under both tools: the variant (2 layers, 48 positions, every mode) and the
+  # q4_1 model (4 layers) for memcheck; racecheck (shared-memory hazards) on the variant alone
+  log "compute-sanitizer memcheck (smollm2 q4_1 4 layers and the variant; ops, layer, token)"
+  timeout 170 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 3 \
     "${tests[0]}" --gtest_filter='*smollm4_q4_1*:*variant*' > "$out/memcheck.log" 2>&1
   echo "memcheck exit: $?" >> "$out/memcheck.log"
   grep -E "ERROR SUMMARY|memcheck exit|PASSED|FAILED" "$out/memcheck.log" | head
+  log "compute-sanitizer racecheck (the variant; ops, layer, token)"
+  timeout 170 compute-sanitizer --tool racecheck --racecheck-report all --error-exitcode 3 \
+    "${tests[0]}" --gtest_filter='*variant*' > "$out/racecheck.log" 2>&1
+  echo "racecheck exit: $?" >> "$out/racecheck.log"
+  grep -E "RACECHECK SUMMARY|ERROR SUMMARY|racecheck exit|PASSED|FAILED" "$out/racecheck.log" | head
 fi
 
 # --- benchmarks ---------------------------------------------------------------------------------
@@ -79,22 +93,34 @@ if [[ $stage == bench || $stage == all ]]; then
       tail -4 "$out/bench/cuda-$mode-phi-4-$fmt.log"
     done
   done
-  log "PyTorch bf16 side-by-side"
-  PYTHONUNBUFFERED=1 timeout 240 python3 scripts/torch_decode_bench.py --depths "$DEPTHS" \
-    --tokens "$TOKENS" --pdvm-json "$out/bench/cuda-ops-phi-4-bf16.json" \
-    --pdvm-json "$out/bench/cuda-layer-phi-4-bf16.json" --json "$out/bench/torch-phi-4-bf16.json" \
-    > "$out/bench/torch.log" 2>&1
-  cat "$out/bench/torch.log" | tail -12
+  for x in $EXTRA_BENCH; do
+    IFS=: read -r fmt mode pf <<< "$x"
+    log "pdvm bench phi-4 $fmt $mode PDVM_CUDA_PREFETCH=$pf"
+    PDVM_CUDA_PREFETCH=$pf timeout 240 "$bin/pdvm" bench --backend cuda --gpu-mode "$mode" \
+      --shape phi-4 --format "$fmt" --depth "$DEPTHS" --tokens "$TOKENS" --warmup 3 --repeats 5 -q \
+      --json "$out/bench/cuda-$mode-pf$pf-phi-4-$fmt.json" > "$out/bench/cuda-$mode-pf$pf-phi-4-$fmt.log" 2>&1
+    echo "exit $?" >> "$out/bench/cuda-$mode-pf$pf-phi-4-$fmt.log"
+    tail -4 "$out/bench/cuda-$mode-pf$pf-phi-4-$fmt.log"
+  done
+  if [[ $TORCH == 1 ]]; then
+    log "PyTorch bf16 side-by-side"
+    PYTHONUNBUFFERED=1 timeout 240 python3 scripts/torch_decode_bench.py --depths "$DEPTHS" \
+      --tokens "$TOKENS" --pdvm-json "$out/bench/cuda-ops-phi-4-bf16.json" \
+      --pdvm-json "$out/bench/cuda-layer-phi-4-bf16.json" --json "$out/bench/torch-phi-4-bf16.json" \
+      > "$out/bench/torch.log" 2>&1
+    tail -12 "$out/bench/torch.log"
+  fi
   python3 - "$out/bench" > "$out/summary.txt" <<'PY'
 import json, glob, os, sys
 d = sys.argv[1]
-print(f"{'format':6} {'mode':5} {'depth':>5} {'ms/tok':>8} {'ms/layer':>8} {'tok/s':>7} {'GB/s':>7} {'%ceil':>6} {'launch':>6}")
+print(f"{'format':6} {'mode':9} {'depth':>5} {'ms/tok':>8} {'ms/layer':>8} {'tok/s':>7} {'GB/s':>7} {'%ceil':>6} {'launch':>6}")
 ceil = None
 for f in sorted(glob.glob(os.path.join(d, "cuda-*.json"))):
     j = json.load(open(f))
     ceil = j["ceiling"]
     for r in j["results"]:
-        print(f"{j['model']['layer_format']:6} {j['device']['gpu_mode']:5} {r['depth']:5d} "
+        pf = '-pf0' if '-pf0-' in f else ('-pf1' if '-pf1-' in f else '')
+        print(f"{j['model']['layer_format']:6} {j['device']['gpu_mode'] + pf:9} {r['depth']:5d} "
               f"{r['ms_per_token']['median']:8.3f} {r['ms_per_layer']:8.4f} {r['tok_s']:7.1f} "
               f"{r['gbps']:7.0f} {r['pct_of_ceiling']:6.1f} {r['launches_per_token'] or 0:6d}")
 t = os.path.join(d, "torch-phi-4-bf16.json")

@@ -1,6 +1,8 @@
 // CUDA backend vs a plain host reference (formats::dequantize_row + fp64 dot products), on
 // synthetic models: hidden state after every layer and the logits, per weight format and mode,
-// at positions 0, 1, 37 and the last two of the KV cache. Skips (with the reason) without a GPU.
+// at positions 0, 1, 37 and the last two of the KV cache; in token mode (one launch per step) the
+// hidden state after the last layer, the logits and the in-kernel argmax at those positions.
+// Skips (with the reason) without a GPU.
 //
 // Tolerance: relative L2 error <= 5e-3 for every format. Both sides use exactly the same weights
 // (the reference dequantizes the same blocks the GPU reads), so the format adds no error of its
@@ -204,7 +206,7 @@ TEST_P(CudaBackendTest, MatchesHostReference) {
     if (check) ref_logits[size_t(pos)] = ref.logits();
   }
 
-  for (cuda::Mode mode : {cuda::Mode::kOps, cuda::Mode::kLayer}) {
+  for (cuda::Mode mode : {cuda::Mode::kOps, cuda::Mode::kLayer, cuda::Mode::kToken}) {
     SCOPED_TRACE(cuda::mode_name(mode));
     cuda::CudaOptions opt;
     opt.mode = mode;
@@ -223,6 +225,31 @@ TEST_P(CudaBackendTest, MatchesHostReference) {
         continue;
       }
       ASSERT_TRUE(be->poison_scratch().is_ok());
+      if (mode == cuda::Mode::kToken) {
+        // the one token kernel: the hidden state after the last layer, then logits and argmax
+        // (decode_step leaves the logits on the device; copy them through execute_model)
+        auto lg = be->execute_model(tokens[size_t(pos)], pos);
+        ASSERT_TRUE(lg.is_ok()) << lg.status().message();
+        std::vector<float> got(lg->begin(), lg->end());
+        auto h = be->hidden();
+        ASSERT_EQ(h.size(), size_t(c.d_model));
+        size_t bad = 0;
+        const double eh = rel_l2(h, ref_hidden[size_t(pos)].back(), h.size(), &bad);
+        worst_hidden = std::max(worst_hidden, eh);
+        EXPECT_LE(eh, kTolerance) << "hidden after the last layer, pos " << pos;
+        const auto& want = ref_logits[size_t(pos)];
+        const double el = rel_l2(got, want, want.size(), &bad);
+        worst_logits = std::max(worst_logits, el);
+        EXPECT_LE(el, kTolerance) << "logits, pos " << pos;
+        auto am = be->argmax();
+        ASSERT_TRUE(am.is_ok());
+        const double ref_max = *std::max_element(want.begin(), want.end());
+        double norm = 0;
+        for (double v : want) norm += v * v;
+        norm = std::sqrt(norm / double(want.size()));
+        EXPECT_GE(want[size_t(*am)], ref_max - 1e-2 * norm) << "argmax " << *am << ", pos " << pos;
+        continue;
+      }
       ASSERT_TRUE(be->embed(tokens[size_t(pos)]).is_ok());
       for (int l = 0; l < c.n_layers; ++l) {
         const Status st = be->execute_layer(l, pos);

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -158,6 +159,12 @@ class CudaBackendImpl final : public CudaBackend {
     PDVM_TRY(check_token(token));
     PDVM_TRY(check_pos(pos));
     PDVM_CUDA_TRY(cudaEventRecord(ev_start_, stream_));
+    if (opt_.mode == Mode::kToken) {
+      PDVM_TRY(launch_token_fused(s_, dev_layers_, n_layers(), tok_embd_, out_norm_, output_, token,
+                                  pos, cfg_));
+      PDVM_CUDA_TRY(cudaEventRecord(ev_stop_, stream_));
+      return Status::ok();
+    }
     PDVM_TRY(launch_set_step(s_, token, pos, stream_));
     if (graph_exec_) {
       PDVM_CUDA_TRY(cudaGraphLaunch(graph_exec_, stream_));
@@ -189,6 +196,7 @@ class CudaBackendImpl final : public CudaBackend {
   }
 
   int launches_per_token() const override {
+    if (opt_.mode == Mode::kToken) return 1;  // the token kernel (token and pos are arguments)
     // set_step + embed + per layer + head + argmax
     const int per_layer = opt_.mode == Mode::kOps ? kOpsLaunchesPerLayer : 1;
     return 1 + 1 + per_layer * n_layers() + 2;
@@ -197,7 +205,10 @@ class CudaBackendImpl final : public CudaBackend {
   size_t weight_bytes() const override { return weight_bytes_per_token_; }
   size_t device_bytes() const override { return weights_bytes_ + state_bytes_; }
   std::string device_name() const override { return device_name_; }
-  int grid_blocks() const override { return opt_.mode == Mode::kOps ? cfg_.grid_ops : cfg_.grid_layer; }
+  int grid_blocks() const override {
+    return opt_.mode == Mode::kOps ? cfg_.grid_ops
+                                   : opt_.mode == Mode::kLayer ? cfg_.grid_layer : cfg_.grid_token;
+  }
 
   Result<float> last_step_ms() override {
     PDVM_CUDA_TRY(cudaEventSynchronize(ev_stop_));
@@ -254,6 +265,7 @@ class CudaBackendImpl final : public CudaBackend {
   std::vector<DevLayer> layers_;
   DevMatrix tok_embd_, output_;
   const float* out_norm_ = nullptr;
+  const DevLayer* dev_layers_ = nullptr;  // layers_ in device memory (token kernel)
   void* weights_ = nullptr;
   void* state_ = nullptr;
   size_t weights_bytes_ = 0, state_bytes_ = 0, weight_bytes_per_token_ = 0;
@@ -369,8 +381,9 @@ Status CudaBackendImpl::init(const core::Model& model, const CudaOptions& opt) {
   cudaDeviceProp prop{};
   PDVM_CUDA_TRY(cudaGetDeviceProperties(&prop, opt.device));
   device_name_ = prop.name;
-  if (opt.mode == Mode::kLayer && !prop.cooperativeLaunch)
-    return unsupported(std::string("CUDA backend: layer mode needs cooperative launch, which ") +
+  if (opt.mode != Mode::kOps && !prop.cooperativeLaunch)
+    return unsupported(std::string("CUDA backend: ") + mode_name(opt.mode) +
+                       " mode needs cooperative launch, which " +
                        prop.name + " lacks");
 
   // ---- plan the weight arena ----
@@ -453,7 +466,9 @@ Status CudaBackendImpl::init(const core::Model& model, const CudaOptions& opt) {
                i_part = slot(size_t(c.n_heads) * n_chunks_max * (hd + 4) * 4),
                i_logits = slot(size_t(c.vocab_size) * 4), i_argmax = slot(16),
                i_k = slot(kv_elems * 2), i_v = slot(kv_elems * 2),
-               i_rope = slot(size_t(ctx) * (c.rope_dim / 2) * 8);
+               i_rope = slot(size_t(ctx) * (c.rope_dim / 2) * 8),
+               i_amax_v = slot(size_t(kMaxGrid) * 4), i_amax_i = slot(size_t(kMaxGrid) * 4),
+               i_layers = slot(size_t(c.n_layers) * sizeof(DevLayer));
   size_t soff = 0;
   for (Slot& s : slots) { s.off = soff; soff += align_up(s.bytes); }
   state_bytes_ = soff;
@@ -523,6 +538,11 @@ Status CudaBackendImpl::init(const core::Model& model, const CudaOptions& opt) {
   s_.k_cache = reinterpret_cast<__half*>(at(i_k));
   s_.v_cache = reinterpret_cast<__half*>(at(i_v));
   s_.rope = reinterpret_cast<const float2*>(at(i_rope));
+  s_.amax_v = reinterpret_cast<float*>(at(i_amax_v));
+  s_.amax_i = reinterpret_cast<int*>(at(i_amax_i));
+  s_.prefetch = opt.prefetch ? 1 : 0;
+  if (const char* e = std::getenv("PDVM_CUDA_PREFETCH"); e != nullptr && *e != '\0')
+    s_.prefetch = std::atoi(e) != 0 ? 1 : 0;
   s_.d_model = c.d_model; s_.d_ff = c.d_ff; s_.n_heads = c.n_heads; s_.n_kv_heads = c.n_kv_heads;
   s_.head_dim = hd; s_.rope_dim = c.rope_dim; s_.ctx = ctx; s_.window = c.sliding_window;
   s_.attn_chunk = opt.attn_chunk; s_.n_chunks_max = n_chunks_max; s_.vocab = c.vocab_size;
@@ -548,6 +568,12 @@ Status CudaBackendImpl::init(const core::Model& model, const CudaOptions& opt) {
     }
     PDVM_CUDA_TRY(cudaMemcpy(at(i_rope), table.data(), table.size() * 4, cudaMemcpyHostToDevice));
   }
+
+  if (c.n_layers > 0) {
+    PDVM_CUDA_TRY(cudaMemcpy(at(i_layers), layers_.data(), layers_.size() * sizeof(DevLayer),
+                             cudaMemcpyHostToDevice));
+  }
+  dev_layers_ = reinterpret_cast<const DevLayer*>(at(i_layers));
 
   PDVM_CUDA_TRY(cudaHostAlloc(reinterpret_cast<void**>(&host_logits_), size_t(c.vocab_size) * 4,
                               cudaHostAllocDefault));
@@ -599,6 +625,7 @@ const char* mode_name(Mode mode) {
   switch (mode) {
     case Mode::kOps: return "ops";
     case Mode::kLayer: return "layer";
+    case Mode::kToken: return "token";
   }
   return "?";
 }
@@ -606,7 +633,8 @@ const char* mode_name(Mode mode) {
 Result<Mode> parse_mode(std::string_view name) {
   if (name == "ops") return Mode::kOps;
   if (name == "layer") return Mode::kLayer;
-  return invalid_argument("unknown CUDA mode '" + std::string(name) + "' (known: ops, layer)");
+  if (name == "token") return Mode::kToken;
+  return invalid_argument("unknown CUDA mode '" + std::string(name) + "' (known: ops, layer, token)");
 }
 
 Result<int> cuda_device_count() {

@@ -17,10 +17,12 @@ namespace pdvm::cuda {
 enum class Mode {
   kOps,    // one kernel per op (6 per layer), a whole token captured once into a CUDA graph
   kLayer,  // one cooperative launch per layer: a persistent grid, phases split by grid barriers
-  // kToken (one persistent launch per token) is the next step; the stages are shared with it.
+  kToken,  // one cooperative launch per token: embed, every layer, final norm, LM head, argmax
+           // (embed/execute_layer/logits, used by tests for per-layer checks, run layer mode's
+           // kernels; decode_step and execute_model run the one token kernel)
 };
 const char* mode_name(Mode mode);
-Result<Mode> parse_mode(std::string_view name);  // "ops" | "layer"
+Result<Mode> parse_mode(std::string_view name);  // "ops" | "layer" | "token"
 
 struct CudaOptions {
   Mode mode = Mode::kOps;
@@ -28,6 +30,9 @@ struct CudaOptions {
   int device = 0;      // CUDA device ordinal
   int attn_chunk = 64; // positions per flash-decoding split (1..64); tests use small ones
   bool use_graph = true;  // ops mode: replay a captured graph per token (false: plain launches)
+  // token mode: at each grid barrier, prefetch into L2 the row group each warp reads first in the
+  // next matvec. The environment variable PDVM_CUDA_PREFETCH=0|1 overrides it (benchmarks).
+  bool prefetch = true;
 };
 
 // Number of CUDA devices, or a Status saying why there are none usable (no driver, no device).

@@ -47,6 +47,9 @@ struct StepState {
   float* part = nullptr;     // [n_heads][n_chunks_max][head_dim+4]: acc[head_dim], m, l, pad
   float* logits = nullptr;   // [vocab]
   int* argmax = nullptr;     // [1]
+  // token mode: each block's argmax candidate over its slice of the logits ([kMaxGrid] each)
+  float* amax_v = nullptr;
+  int* amax_i = nullptr;
   // KV cache [n_layers][n_kv_heads][ctx][head_dim], f16: a position's head is 256 contiguous bytes
   // (head_dim 128), so the head_dim/8 lanes that read it issue one coalesced 16-byte load each, and
   // a chunk of positions is one contiguous range.
@@ -57,8 +60,11 @@ struct StepState {
   int d_model = 0, d_ff = 0, n_heads = 0, n_kv_heads = 0, head_dim = 0, rope_dim = 0;
   int ctx = 0, window = 0, attn_chunk = 0, n_chunks_max = 0, vocab = 0;
   int rope_interleaved = 0;
+  int prefetch = 0;  // token mode: prefetch the next matvec's first row group into L2 at barriers
   float eps = 1e-5f, attn_scale = 1.0f;
 };
+
+constexpr int kMaxGrid = 4096;  // blocks of a persistent grid (amax_v/amax_i capacity)
 
 __host__ __device__ inline size_t kv_offset(const StepState& s, int layer, int kv_head, int pos) {
   return ((size_t(layer) * s.n_kv_heads + kv_head) * s.ctx + pos) * s.head_dim;

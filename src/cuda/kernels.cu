@@ -72,6 +72,100 @@ __global__ void __launch_bounds__(kThreads) layer_kernel(StepState s, DevLayer L
   // the kernel's end orders this layer's x before the next launch
 }
 
+// Barrier of the token kernel: with s.prefetch, each warp first asks L2 for the row group it
+// takes first in the next matvec (`next`, or none), so HBM works through the barrier's wait.
+__device__ __forceinline__ void token_barrier(const StepState& s, const DevMatrix* next) {
+  if (s.prefetch && next != nullptr) prefetch_first_group(*next);
+  grid_barrier(s.barrier);
+}
+
+// (v, i) beats (bv, bi): larger value, lowest index on ties (deterministic, like argmax_kernel).
+__device__ __forceinline__ void argmax_merge(float& bv, int& bi, float v, int i) {
+  if (v > bv || (v == bv && i < bi)) { bv = v; bi = i; }
+}
+
+// The block's argmax over candidates k = k0 + threadIdx.x, stepping by `stride`, below n; get(k)
+// gives (value, vocabulary index). Thread 0 ends with the block's best (lowest index on ties).
+template <class Get>
+__device__ inline void block_argmax(int k0, int n, int stride, const Get& get, float* red_v,
+                                    int* red_i, float& out_v, int& out_i) {
+  float bv = -INFINITY;
+  int bi = 0x7fffffff;
+  for (int k = k0 + threadIdx.x; k < n; k += stride) {
+    const float2 vi = get(k);
+    argmax_merge(bv, bi, vi.x, __float_as_int(vi.y));
+  }
+  for (int off = 16; off > 0; off >>= 1) {
+    const float ov = __shfl_xor_sync(0xffffffffu, bv, off);
+    const int oi = __shfl_xor_sync(0xffffffffu, bi, off);
+    argmax_merge(bv, bi, ov, oi);
+  }
+  __syncthreads();  // red_v/red_i may be in use by an earlier call
+  if ((threadIdx.x & 31) == 0) { red_v[threadIdx.x >> 5] = bv; red_i[threadIdx.x >> 5] = bi; }
+  __syncthreads();
+  if (threadIdx.x == 0)
+    for (int w = 1; w < kWarps; ++w) argmax_merge(bv, bi, red_v[w], red_i[w]);
+  out_v = bv;
+  out_i = bi;
+}
+
+// token_kernel: a whole decode step in one cooperative launch: embedding, every layer's six stages,
+// the final norm + LM head, and greedy argmax. Barriers (each one's reason):
+//  - after the embedding: qkv's RMSNorm reads all of x;
+//  - the five of layer_kernel inside a layer;
+//  - after down: the next layer's (or the head's) RMSNorm reads all of x;
+//  - after the head: the argmax reads every logit;
+//  - after the per-block argmax candidates: block 0 reduces them.
+// `layers` is device memory ([n_layers] DevLayer, uploaded at construction); token and pos come
+// as arguments (no set_step launch: one launch per token).
+__global__ void __launch_bounds__(kThreads) token_kernel(StepState s, const DevLayer* layers,
+                                                         int n_layers, DevMatrix embd,
+                                                         const float* out_norm, DevMatrix out,
+                                                         int token, int pos) {
+  __shared__ float red[kWarps + 1];
+  __shared__ float red_v[kWarps];
+  __shared__ int red_i[kWarps];
+  float* smem = dyn_smem();
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < s.d_model; i += gridDim.x * blockDim.x)
+    s.x[i] = dequant_one(embd, token, i);
+  token_barrier(s, n_layers > 0 ? &layers[0].qkv : &out);
+  for (int l = 0; l < n_layers; ++l) {
+    // by reference into global memory (a local copy whose fields' addresses are taken lives on the
+    // stack and made ptxas spill); the stages read a matrix's fields before their loops
+    const DevLayer& L = layers[l];
+    qkv_stage(s, L, l, pos, smem, red);
+    token_barrier(s, &L.wo);
+    attention_stage(s, l, pos, smem);
+    token_barrier(s, nullptr);
+    merge_stage(s, pos);
+    token_barrier(s, nullptr);
+    wo_stage(s, L, smem, red);
+    token_barrier(s, &L.gate_up);
+    ffn_up_stage(s, L, smem, red);
+    token_barrier(s, &L.down);
+    down_stage(s, L, smem, red);
+    token_barrier(s, l + 1 < n_layers ? &layers[l + 1].qkv : &out);
+  }
+  head_stage(s, out_norm, out, smem, red);
+  grid_barrier(s.barrier);
+  float bv;
+  int bi;
+  const float* logits = s.logits;
+  block_argmax(blockIdx.x * kThreads, s.vocab, gridDim.x * kThreads,
+               [logits](int k) { return make_float2(logits[k], __int_as_float(k)); }, red_v, red_i,
+               bv, bi);
+  if (threadIdx.x == 0) { s.amax_v[blockIdx.x] = bv; s.amax_i[blockIdx.x] = bi; }
+  grid_barrier(s.barrier);
+  if (blockIdx.x == 0) {
+    const float* cv = s.amax_v;
+    const int* ci = s.amax_i;
+    block_argmax(0, gridDim.x, kThreads,
+                 [cv, ci](int k) { return make_float2(cv[k], __int_as_float(ci[k])); }, red_v,
+                 red_i, bv, bi);
+    if (threadIdx.x == 0) s.argmax[0] = bi == 0x7fffffff ? 0 : bi;
+  }
+}
+
 // argmax over the logits, lowest index on ties: deterministic. One block.
 constexpr int kArgmaxThreads = 1024;
 __global__ void __launch_bounds__(kArgmaxThreads) argmax_kernel(StepState s) {
@@ -147,6 +241,7 @@ Status configure_kernels(size_t smem_bytes, int sm_count, LaunchConfig* cfg) {
   PDVM_TRY(set_smem(down_kernel, smem_bytes));
   PDVM_TRY(set_smem(head_kernel, smem_bytes));
   PDVM_TRY(set_smem(layer_kernel, smem_bytes));
+  PDVM_TRY(set_smem(token_kernel, smem_bytes));
   cfg->smem_bytes = smem_bytes;
   // the per-op kernels share one grid: the smallest resident count of the matvec kernels
   int ops = 1 << 30;
@@ -159,6 +254,8 @@ Status configure_kernels(size_t smem_bytes, int sm_count, LaunchConfig* cfg) {
   }
   cfg->grid_ops = ops;
   PDVM_ASSIGN_OR_RETURN(cfg->grid_layer, resident_blocks(layer_kernel, smem_bytes, sm_count));
+  PDVM_ASSIGN_OR_RETURN(cfg->grid_token, resident_blocks(token_kernel, smem_bytes, sm_count));
+  cfg->grid_token = std::min(cfg->grid_token, kMaxGrid);
   return Status::ok();
 }
 
@@ -198,6 +295,21 @@ Status launch_layer_fused(const StepState& s, const DevLayer& L, int layer, cons
   void* args[] = {&s_arg, &l_arg, &layer_arg};
   PDVM_CUDA_TRY(cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(layer_kernel),
                                             dim3(c.grid_layer), dim3(kThreads), args, c.smem_bytes,
+                                            c.stream));
+  return Status::ok();
+}
+
+Status launch_token_fused(const StepState& s, const DevLayer* layers, int n_layers,
+                          const DevMatrix& embd, const float* out_norm, const DevMatrix& out,
+                          int token, int pos, const LaunchConfig& c) {
+  StepState s_arg = s;
+  const DevLayer* layers_arg = layers;
+  int n_arg = n_layers, token_arg = token, pos_arg = pos;
+  DevMatrix e_arg = embd, o_arg = out;
+  const float* norm_arg = out_norm;
+  void* args[] = {&s_arg, &layers_arg, &n_arg, &e_arg, &norm_arg, &o_arg, &token_arg, &pos_arg};
+  PDVM_CUDA_TRY(cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(token_kernel),
+                                            dim3(c.grid_token), dim3(kThreads), args, c.smem_bytes,
                                             c.stream));
   return Status::ok();
 }

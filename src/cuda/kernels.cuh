@@ -14,6 +14,7 @@ namespace pdvm::cuda {
 struct LaunchConfig {
   int grid_ops = 0;    // blocks of the per-op matvec/attention kernels (resident blocks)
   int grid_layer = 0;  // blocks of the cooperative layer kernel (must all be resident)
+  int grid_token = 0;  // blocks of the cooperative token kernel (<= kMaxGrid)
   size_t smem_bytes = 0;
   cudaStream_t stream = nullptr;
 };
@@ -27,6 +28,10 @@ Status launch_set_step(const StepState& s, int token, int pos, cudaStream_t stre
 Status launch_embed(const StepState& s, const DevMatrix& tok_embd, cudaStream_t stream);
 Status launch_layer_ops(const StepState& s, const DevLayer& L, int layer, const LaunchConfig& cfg);
 Status launch_layer_fused(const StepState& s, const DevLayer& L, int layer, const LaunchConfig& cfg);
+// The whole step (embed .. argmax) in one cooperative launch; `layers` is device memory.
+Status launch_token_fused(const StepState& s, const DevLayer* layers, int n_layers,
+                          const DevMatrix& embd, const float* out_norm, const DevMatrix& out,
+                          int token, int pos, const LaunchConfig& cfg);
 Status launch_head(const StepState& s, const float* out_norm, const DevMatrix& out,
                    const LaunchConfig& cfg);
 Status launch_argmax(const StepState& s, cudaStream_t stream);
