@@ -143,7 +143,9 @@ std::vector<std::pair<std::string, size_t>> sparse_array_sizes(const Matrix& m) 
 Status write_pdvm_file(const std::string& path, const PdvmContents& contents) {
   std::vector<Pending> pending;
   json table = json::object();
-  for (const auto& [name, m] : contents.matrices) {
+  for (const auto& entry : contents.matrices) {
+    const std::string& name = entry.first;  // (a structured binding cannot be captured before C++20's P1091 in clang)
+    const Matrix& m = entry.second;
     table[name] = {{"type", core::weight_type_name(m.type)}, {"rows", m.rows}, {"cols", m.cols}};
     if (m.sparse == nullptr) {
       std::vector<int64_t> shape = {m.rows, m.cols};
