@@ -14,6 +14,8 @@ namespace {
 // About 50-100 us of spinning before a worker sleeps: longer than the gap between the ops of a
 // decode step, much shorter than a human-visible pause.
 constexpr int kSpinIterations = 1 << 15;
+// About 10 us: a worker that has not finished by then is probably not running.
+constexpr int kCallerSpinIterations = 1 << 12;
 }  // namespace
 
 ThreadPool::ThreadPool(int n_threads) {
@@ -37,8 +39,12 @@ void ThreadPool::run_impl(Trampoline fn, void* ctx) {
   generation_.fetch_add(1, std::memory_order_acq_rel);
   generation_.notify_all();
   fn(ctx, 0, n_threads_);
-  // acquire: everything the workers wrote is visible once pending_ reaches 0.
-  while (pending_.load(std::memory_order_acquire) != 0) PDVM_PAUSE();
+  // acquire: everything the workers wrote is visible once pending_ reaches 0. If a worker is
+  // descheduled (a busy machine), spinning would burn our whole time slice: yield after a while.
+  for (int i = 0; pending_.load(std::memory_order_acquire) != 0; ++i) {
+    if (i < kCallerSpinIterations) PDVM_PAUSE();
+    else std::this_thread::yield();
+  }
 }
 
 void ThreadPool::worker(int index) {
