@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <vector>
 
 #include "core/thread_pool.h"
@@ -101,10 +102,21 @@ void repack_row(Fmt f, const uint8_t* src, int64_t cols, uint8_t* dst_values, ui
   }
 }
 
+// The backend whose layer table is in token mode's constant memory (kernels.cu: c_layers), or
+// null. The table is per process, so the owner is checked (and the table re-uploaded after a
+// device synchronize) before every token-mode launch, under a mutex: backends on several host
+// threads stay correct (and slow, if they alternate).
+std::mutex g_token_table_mutex;
+const void* g_token_table_owner = nullptr;
+
 class CudaBackendImpl final : public CudaBackend {
  public:
   CudaBackendImpl() = default;
   ~CudaBackendImpl() override {
+    {
+      std::lock_guard<std::mutex> lock(g_token_table_mutex);
+      if (g_token_table_owner == this) g_token_table_owner = nullptr;
+    }
     if (graph_exec_) cudaGraphExecDestroy(graph_exec_);
     if (ev_start_) cudaEventDestroy(ev_start_);
     if (ev_stop_) cudaEventDestroy(ev_stop_);
@@ -160,8 +172,12 @@ class CudaBackendImpl final : public CudaBackend {
     PDVM_TRY(check_pos(pos));
     PDVM_CUDA_TRY(cudaEventRecord(ev_start_, stream_));
     if (opt_.mode == Mode::kToken) {
-      PDVM_TRY(launch_token_fused(s_, dev_layers_, n_layers(), tok_embd_, out_norm_, output_, token,
-                                  pos, cfg_));
+      std::lock_guard<std::mutex> lock(g_token_table_mutex);
+      if (g_token_table_owner != this) {
+        PDVM_TRY(upload_token_layers(layers_.data(), n_layers(), stream_));
+        g_token_table_owner = this;
+      }
+      PDVM_TRY(launch_token_fused(s_, n_layers(), tok_embd_, out_norm_, output_, token, pos, cfg_));
       PDVM_CUDA_TRY(cudaEventRecord(ev_stop_, stream_));
       return Status::ok();
     }
@@ -265,7 +281,6 @@ class CudaBackendImpl final : public CudaBackend {
   std::vector<DevLayer> layers_;
   DevMatrix tok_embd_, output_;
   const float* out_norm_ = nullptr;
-  const DevLayer* dev_layers_ = nullptr;  // layers_ in device memory (token kernel)
   void* weights_ = nullptr;
   void* state_ = nullptr;
   size_t weights_bytes_ = 0, state_bytes_ = 0, weight_bytes_per_token_ = 0;
@@ -381,6 +396,9 @@ Status CudaBackendImpl::init(const core::Model& model, const CudaOptions& opt) {
   cudaDeviceProp prop{};
   PDVM_CUDA_TRY(cudaGetDeviceProperties(&prop, opt.device));
   device_name_ = prop.name;
+  if (opt.mode == Mode::kToken && c.n_layers > kMaxTokenLayers)
+    return unsupported("CUDA backend: token mode holds at most " + std::to_string(kMaxTokenLayers) +
+                       " layers, the model has " + std::to_string(c.n_layers) + " (use layer mode)");
   if (opt.mode != Mode::kOps && !prop.cooperativeLaunch)
     return unsupported(std::string("CUDA backend: ") + mode_name(opt.mode) +
                        " mode needs cooperative launch, which " +
@@ -467,8 +485,7 @@ Status CudaBackendImpl::init(const core::Model& model, const CudaOptions& opt) {
                i_logits = slot(size_t(c.vocab_size) * 4), i_argmax = slot(16),
                i_k = slot(kv_elems * 2), i_v = slot(kv_elems * 2),
                i_rope = slot(size_t(ctx) * (c.rope_dim / 2) * 8),
-               i_amax_v = slot(size_t(kMaxGrid) * 4), i_amax_i = slot(size_t(kMaxGrid) * 4),
-               i_layers = slot(size_t(c.n_layers) * sizeof(DevLayer));
+               i_amax_v = slot(size_t(kMaxGrid) * 4), i_amax_i = slot(size_t(kMaxGrid) * 4);
   size_t soff = 0;
   for (Slot& s : slots) { s.off = soff; soff += align_up(s.bytes); }
   state_bytes_ = soff;
@@ -568,12 +585,6 @@ Status CudaBackendImpl::init(const core::Model& model, const CudaOptions& opt) {
     }
     PDVM_CUDA_TRY(cudaMemcpy(at(i_rope), table.data(), table.size() * 4, cudaMemcpyHostToDevice));
   }
-
-  if (c.n_layers > 0) {
-    PDVM_CUDA_TRY(cudaMemcpy(at(i_layers), layers_.data(), layers_.size() * sizeof(DevLayer),
-                             cudaMemcpyHostToDevice));
-  }
-  dev_layers_ = reinterpret_cast<const DevLayer*>(at(i_layers));
 
   PDVM_CUDA_TRY(cudaHostAlloc(reinterpret_cast<void**>(&host_logits_), size_t(c.vocab_size) * 4,
                               cudaHostAllocDefault));

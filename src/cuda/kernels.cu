@@ -72,6 +72,14 @@ __global__ void __launch_bounds__(kThreads) layer_kernel(StepState s, DevLayer L
   // the kernel's end orders this layer's x before the next launch
 }
 
+// The token kernel's layer table, in constant memory: a stage reads its matrix's fields (pointers,
+// sizes, format) through uniform constant-cache loads, as layer_kernel reads its kernel parameter.
+// (From global memory, a device-side DevLayer array made token mode 0.1-0.8 ms per token slower
+// than layer mode on Phi-4: each stage started with a chain of dependent global loads, and the
+// kernel spilled. H100, 2026-11-24.) One table per process: the owning backend re-uploads it when
+// another backend wrote it last (see upload_token_layers).
+__constant__ DevLayer c_layers[kMaxTokenLayers];
+
 // Barrier of the token kernel: with s.prefetch, each warp first asks L2 for the row group it
 // takes first in the next matvec (`next`, or none), so HBM works through the barrier's wait.
 __device__ __forceinline__ void token_barrier(const StepState& s, const DevMatrix* next) {
@@ -116,10 +124,9 @@ __device__ inline void block_argmax(int k0, int n, int stride, const Get& get, f
 //  - after down: the next layer's (or the head's) RMSNorm reads all of x;
 //  - after the head: the argmax reads every logit;
 //  - after the per-block argmax candidates: block 0 reduces them.
-// `layers` is device memory ([n_layers] DevLayer, uploaded at construction); token and pos come
-// as arguments (no set_step launch: one launch per token).
-__global__ void __launch_bounds__(kThreads) token_kernel(StepState s, const DevLayer* layers,
-                                                         int n_layers, DevMatrix embd,
+// The layers are c_layers[0, n_layers); token and pos come as arguments (no set_step launch: one
+// launch per token).
+__global__ void __launch_bounds__(kThreads) token_kernel(StepState s, int n_layers, DevMatrix embd,
                                                          const float* out_norm, DevMatrix out,
                                                          int token, int pos) {
   __shared__ float red[kWarps + 1];
@@ -128,11 +135,9 @@ __global__ void __launch_bounds__(kThreads) token_kernel(StepState s, const DevL
   float* smem = dyn_smem();
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < s.d_model; i += gridDim.x * blockDim.x)
     s.x[i] = dequant_one(embd, token, i);
-  token_barrier(s, n_layers > 0 ? &layers[0].qkv : &out);
+  token_barrier(s, n_layers > 0 ? &c_layers[0].qkv : &out);
   for (int l = 0; l < n_layers; ++l) {
-    // by reference into global memory (a local copy whose fields' addresses are taken lives on the
-    // stack and made ptxas spill); the stages read a matrix's fields before their loops
-    const DevLayer& L = layers[l];
+    const DevLayer& L = c_layers[l];
     qkv_stage(s, L, l, pos, smem, red);
     token_barrier(s, &L.wo);
     attention_stage(s, l, pos, smem);
@@ -144,7 +149,7 @@ __global__ void __launch_bounds__(kThreads) token_kernel(StepState s, const DevL
     ffn_up_stage(s, L, smem, red);
     token_barrier(s, &L.down);
     down_stage(s, L, smem, red);
-    token_barrier(s, l + 1 < n_layers ? &layers[l + 1].qkv : &out);
+    token_barrier(s, l + 1 < n_layers ? &c_layers[l + 1].qkv : &out);
   }
   head_stage(s, out_norm, out, smem, red);
   grid_barrier(s.barrier);
@@ -299,15 +304,25 @@ Status launch_layer_fused(const StepState& s, const DevLayer& L, int layer, cons
   return Status::ok();
 }
 
-Status launch_token_fused(const StepState& s, const DevLayer* layers, int n_layers,
-                          const DevMatrix& embd, const float* out_norm, const DevMatrix& out,
-                          int token, int pos, const LaunchConfig& c) {
+Status upload_token_layers(const DevLayer* layers, int n_layers, cudaStream_t stream) {
+  if (n_layers > kMaxTokenLayers)
+    return unsupported("CUDA backend: token mode holds at most " + std::to_string(kMaxTokenLayers) +
+                       " layers, the model has " + std::to_string(n_layers));
+  // the table may be in use by a kernel of another backend on another stream: wait for the device
+  PDVM_CUDA_TRY(cudaDeviceSynchronize());
+  PDVM_CUDA_TRY(cudaMemcpyToSymbolAsync(c_layers, layers, size_t(n_layers) * sizeof(DevLayer), 0,
+                                        cudaMemcpyHostToDevice, stream));
+  return Status::ok();
+}
+
+Status launch_token_fused(const StepState& s, int n_layers, const DevMatrix& embd,
+                          const float* out_norm, const DevMatrix& out, int token, int pos,
+                          const LaunchConfig& c) {
   StepState s_arg = s;
-  const DevLayer* layers_arg = layers;
   int n_arg = n_layers, token_arg = token, pos_arg = pos;
   DevMatrix e_arg = embd, o_arg = out;
   const float* norm_arg = out_norm;
-  void* args[] = {&s_arg, &layers_arg, &n_arg, &e_arg, &norm_arg, &o_arg, &token_arg, &pos_arg};
+  void* args[] = {&s_arg, &n_arg, &e_arg, &norm_arg, &o_arg, &token_arg, &pos_arg};
   PDVM_CUDA_TRY(cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(token_kernel),
                                             dim3(c.grid_token), dim3(kThreads), args, c.smem_bytes,
                                             c.stream));

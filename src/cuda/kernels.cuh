@@ -28,10 +28,15 @@ Status launch_set_step(const StepState& s, int token, int pos, cudaStream_t stre
 Status launch_embed(const StepState& s, const DevMatrix& tok_embd, cudaStream_t stream);
 Status launch_layer_ops(const StepState& s, const DevLayer& L, int layer, const LaunchConfig& cfg);
 Status launch_layer_fused(const StepState& s, const DevLayer& L, int layer, const LaunchConfig& cfg);
-// The whole step (embed .. argmax) in one cooperative launch; `layers` is device memory.
-Status launch_token_fused(const StepState& s, const DevLayer* layers, int n_layers,
-                          const DevMatrix& embd, const float* out_norm, const DevMatrix& out,
-                          int token, int pos, const LaunchConfig& cfg);
+// Token mode's layer table lives in constant memory (one per process): upload_token_layers writes
+// it (after a device synchronize, since another backend's kernel may be reading it); the caller
+// re-uploads whenever another backend uploaded last. At most kMaxTokenLayers layers.
+constexpr int kMaxTokenLayers = 256;  // 256 x 184 B = 47 KB of the 64 KB constant bank
+Status upload_token_layers(const DevLayer* layers, int n_layers, cudaStream_t stream);
+// The whole step (embed .. argmax) in one cooperative launch over the uploaded layer table.
+Status launch_token_fused(const StepState& s, int n_layers, const DevMatrix& embd,
+                          const float* out_norm, const DevMatrix& out, int token, int pos,
+                          const LaunchConfig& cfg);
 Status launch_head(const StepState& s, const float* out_norm, const DevMatrix& out,
                    const LaunchConfig& cfg);
 Status launch_argmax(const StepState& s, cudaStream_t stream);
