@@ -2,7 +2,7 @@
 // int8-row validators behind it: any input must give a Status or a file whose every matrix
 // decodes in bounds (each row of each matrix is decoded here, under ASan/UBSan).
 //   cmake --build build-fuzz --target fuzz_pdvm_file
-//   build-fuzz/fuzz/fuzz_pdvm_file -max_len=65536 -max_total_time=60 build-fuzz/corpus-pdvm tests/data/pdvm
+//   build-fuzz/fuzz/fuzz_pdvm_file -max_len=262144 -max_total_time=60 build-fuzz/corpus-pdvm tests/data/pdvm
 #include <cstddef>
 #include <cstdint>
 #include <span>
