@@ -13,7 +13,7 @@ ctest --test-dir build --output-on-failure -j"$jobs" --timeout 900
 # Sanitizers: no CUDA, no benchmarks; only the tests that feed bad input to parsers and loaders.
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPDVM_CUDA=OFF -DPDVM_BENCH=OFF \
   -DPDVM_SANITIZE=address,undefined >/dev/null
-asan_tests=(test_safetensors test_gguf test_bad_input test_tokenizer)
+asan_tests=(test_safetensors test_gguf test_bad_input test_tokenizer test_chat_template test_pdvm_file test_mdcsr)
 targets=()
 for t in "${asan_tests[@]}"; do [ -f "tests/$t.cpp" ] && targets+=("$t"); done
 cmake --build build-asan -j"$jobs" --target "${targets[@]}"
@@ -23,13 +23,16 @@ for t in "${targets[@]}"; do
   "build-asan/tests/$t" --gtest_brief=1
 done
 
-# The loaders' libFuzzer target, for a bounded time (clang + compiler-rt only).
+# The loaders' libFuzzer targets, for a bounded time each (clang + compiler-rt only).
 if command -v clang++ >/dev/null; then
   cmake -S . -B build-fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_C_COMPILER=clang \
     -DPDVM_CUDA=OFF -DPDVM_TESTS=OFF -DPDVM_BENCH=OFF -DPDVM_FUZZ=ON >/dev/null
-  cmake --build build-fuzz -j"$jobs" --target fuzz_loaders
-  mkdir -p build-fuzz/corpus
+  cmake --build build-fuzz -j"$jobs" --target fuzz_loaders fuzz_pdvm_file
+  mkdir -p build-fuzz/corpus build-fuzz/corpus-pdvm
   echo "== fuzz_loaders (60 s)"
   build-fuzz/fuzz/fuzz_loaders -max_len=4096 -max_total_time=60 -print_final_stats=1 \
     build-fuzz/corpus tests/data/broken 2>&1 | tail -3
+  echo "== fuzz_pdvm_file (60 s)"
+  build-fuzz/fuzz/fuzz_pdvm_file -max_len=262144 -max_total_time=60 -print_final_stats=1 \
+    build-fuzz/corpus-pdvm tests/data/pdvm 2>&1 | tail -3
 fi

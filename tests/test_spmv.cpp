@@ -2,11 +2,12 @@
 // matvec_rows, against a plain fp64 reference on the decoded matrix, on many shapes and
 // sparsities including empty rows, full rows, gaps of 255/256, a single column and odd sizes.
 //
-// References and tolerances: the int8 kernels (i8_row, bitmap) multiply by x's int8 codes, so
-// their reference uses the same quantized x (x.q8() * x.q8_scale()) in fp64: the only difference
-// left is f32 accumulation order, bounded by 1e-5 * sum_c |w_c x_c| + 1e-6. MdCSR multiplies by
-// x's f32 copy, and its reference does too, with the same bound. A looser check against the
-// unquantized x (the true product) bounds the int8 x error: |err| <= sum_c |w_c| * xscale_c / 2.
+// References and tolerances: the int8 kernels (i8_row, bitmap) multiply by x's two-term int8
+// codes (x ~= s q + s/256 q_lo, see cpu/matvec.h), so their reference uses that same quantized x
+// in fp64: the only difference left is f32 accumulation order, bounded by
+// 1e-5 * sum_c |w_c x_c| + 1e-6. MdCSR multiplies by x's f32 copy, and its reference does too,
+// with the same bound. A looser check against the unquantized x (the true product) bounds the
+// int8 x error: |err| <= sum_c |w_c| * fine_scale_c / 2.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -96,9 +97,10 @@ void check(WeightType type, int64_t rows, int64_t cols, double sparsity, uint32_
   px.prepare(x.data(), cols);
   std::vector<double> xq(static_cast<size_t>(cols)), xf(static_cast<size_t>(cols)), xerr(static_cast<size_t>(cols));
   for (int64_t c = 0; c < cols; ++c) {
-    xq[size_t(c)] = double(px.q8()[c]) * double(px.q8_scale()[c / 32]);
+    xq[size_t(c)] = double(px.q8()[c]) * double(px.q8_scale()[c / 32]) +
+                    double(px.q8_lo()[c]) * double(px.q8_fine_scale()[c / 32]);
     xf[size_t(c)] = double(x[size_t(c)]);
-    xerr[size_t(c)] = double(px.q8_scale()[c / 32]) * 0.5;
+    xerr[size_t(c)] = double(px.q8_fine_scale()[c / 32]) * 0.5;
   }
   const bool uses_q8 = type != WeightType::kMdCsr;
   std::vector<double> y_ref, mag, y_true, mag_true, err_bound, dummy;

@@ -2,6 +2,10 @@
 
 #include <cmath>
 
+#include <vector>
+
+#include "formats/bitmap_i8.h"
+#include "formats/mdcsr.h"
 #include "formats/quant_blocks.h"
 
 namespace pdvm::cpu::ref {
@@ -13,9 +17,21 @@ void rmsnorm(const float* x, const float* w, int n, float eps, float* out) {
   for (int i = 0; i < n; ++i) out[i] = float(x[i] * scale) * w[i];
 }
 
+// One row of w as f32: dense types through the block dequantizer, sparse types through their
+// format's reference decoder (into int8 codes, then times the row scale).
+static void dequantize_any_row(const core::Matrix& w, int64_t r, float* out) {
+  if (!core::is_sparse(w.type)) return formats::dequantize_row(w.type, w.row(r), w.cols, out);
+  // grows once per thread to the widest sparse matrix, then never again
+  thread_local std::vector<int8_t> q;
+  if (q.size() < size_t(w.cols)) q.resize(size_t(w.cols));
+  const float scale = w.type == core::WeightType::kMdCsr ? formats::mdcsr_decode_row(w, r, q.data())
+                                                         : formats::bitmap_i8_decode_row(w, r, q.data());
+  for (int64_t c = 0; c < w.cols; ++c) out[c] = scale * q[size_t(c)];
+}
+
 void matvec(const core::Matrix& w, const float* x, float* y, float* row_scratch) {
   for (int64_t r = 0; r < w.rows; ++r) {
-    formats::dequantize_row(w.type, w.row(r), w.cols, row_scratch);
+    dequantize_any_row(w, r, row_scratch);
     double acc = 0;
     for (int64_t c = 0; c < w.cols; ++c) acc += double(row_scratch[c]) * x[c];
     y[r] = float(acc);

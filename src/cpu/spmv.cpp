@@ -32,15 +32,21 @@ using formats::kBitmapGroup;
 using formats::kMdCsrChunk;
 
 #if defined(PDVM_SPMV_AVX512)
-// One group of 64 int8 weights w against x's int8 codes q8[64 * g ...] (two blocks of 32 with
-// scales xs[2g], xs[2g + 1]). vpdpbusd wants unsigned x signed: multiply |w| by x with w's sign,
-// so lanes 0-7 hold block 2g's partial sums and lanes 8-15 block 2g+1's.
-// Per group: ~7 instructions for 64 weights, far under the ~20 B/cycle DRAM gives 2 cores.
-inline __m512 group_dot(__m512i wv, const int8_t* xq, __m512 xscale, __m512 acc) {
-  const __m512i xv = _mm512_load_si512(xq);
+// One group of 64 int8 weights w against x's two-term int8 codes (x ~= s q + s/256 q_lo, see
+// PreparedInput) for two blocks of 32 with fine scales xs[2g], xs[2g + 1] (= s / 256).
+// vpdpbusd wants unsigned x signed: multiply |w| by x with w's sign; lanes 0-7 hold block 2g's
+// partial sums, lanes 8-15 block 2g+1's, exact in int32 as 256 * dot(w, q) + dot(w, q_lo).
+// Per group: ~11 instructions for 64 weights, under the ~20 B/cycle DRAM gives 2 cores.
+inline __m512 group_dot(__m512i wv, const int8_t* xq, const int8_t* xq_lo, __m512 xscale, __m512 acc) {
+  const __m512i zero = _mm512_setzero_si512();
   const __mmask64 neg = _mm512_movepi8_mask(wv);
-  const __m512i xs = _mm512_mask_sub_epi8(xv, neg, _mm512_setzero_si512(), xv);
-  const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(wv), xs);
+  const __m512i wabs = _mm512_abs_epi8(wv);
+  const __m512i xv = _mm512_load_si512(xq);
+  const __m512i xl = _mm512_load_si512(xq_lo);
+  const __m512i xs = _mm512_mask_sub_epi8(xv, neg, zero, xv);
+  const __m512i xsl = _mm512_mask_sub_epi8(xl, neg, zero, xl);
+  __m512i dot = _mm512_slli_epi32(_mm512_dpbusd_epi32(zero, wabs, xs), 8);
+  dot = _mm512_dpbusd_epi32(dot, wabs, xsl);
   return _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), xscale, acc);
 }
 
@@ -61,7 +67,8 @@ inline __mmask64 tail_mask(int64_t n) { return n >= 64 ? ~__mmask64(0) : (__mmas
 template <typename Load>
 inline float row_dot_groups(int64_t cols, const PreparedInput& x, const ScaleSpread& sp, Load load) {
   const int8_t* xq = x.q8();
-  const float* xsc = x.q8_scale();
+  const int8_t* xl = x.q8_lo();
+  const float* xsc = x.q8_fine_scale();
   const int64_t groups = formats::bitmap_groups(cols);
   __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
   for (int64_t g0 = 0; g0 < groups; g0 += 8) {
@@ -72,12 +79,13 @@ inline float row_dot_groups(int64_t cols, const PreparedInput& x, const ScaleSpr
     int64_t j = 0;
     for (; j + 1 < n; j += 2) {
       const int64_t g = g0 + j;
-      acc0 = group_dot(load(g), xq + 64 * g, _mm512_permutexvar_ps(sp.idx[j], s16), acc0);
-      acc1 = group_dot(load(g + 1), xq + 64 * (g + 1), _mm512_permutexvar_ps(sp.idx[j + 1], s16), acc1);
+      acc0 = group_dot(load(g), xq + 64 * g, xl + 64 * g, _mm512_permutexvar_ps(sp.idx[j], s16), acc0);
+      acc1 = group_dot(load(g + 1), xq + 64 * (g + 1), xl + 64 * (g + 1),
+                       _mm512_permutexvar_ps(sp.idx[j + 1], s16), acc1);
     }
     if (j < n) {
       const int64_t g = g0 + j;
-      acc0 = group_dot(load(g), xq + 64 * g, _mm512_permutexvar_ps(sp.idx[j], s16), acc0);
+      acc0 = group_dot(load(g), xq + 64 * g, xl + 64 * g, _mm512_permutexvar_ps(sp.idx[j], s16), acc0);
     }
   }
   return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));

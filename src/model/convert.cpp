@@ -356,7 +356,7 @@ Result<std::map<std::string, std::string>> tokenizer_metadata(const std::string&
 
 Status convert_model_file(const std::string& src_path, const std::string& out_path, const ConvertOptions& o,
                           ConvertReport* report) {
-  PDVM_ASSIGN_OR_RETURN(LoadedModel src, load_any_model(src_path));
+  PDVM_ASSIGN_OR_RETURN(LoadedModel src, load_model(src_path));
   ActivationNorms norms;
   const bool wanda = o.prune == PruneMethod::kWanda && o.sparsity > 0;
   if (wanda) {

@@ -12,6 +12,7 @@
 #include "formats/gguf.h"
 #include "formats/safetensors.h"
 #include "model/hf_config.h"
+#include "model/load_pdvm.h"
 #include "model/tensor_convert.h"
 
 namespace pdvm::model {
@@ -438,6 +439,7 @@ Result<LoadedModel> load_gguf(const std::string& path) {
 }
 
 Result<LoadedModel> load_model(const std::string& path) {
+  if (is_pdvm_path(path)) return load_pdvm(path);
   std::error_code ec;
   if (fs::is_directory(path, ec)) {
     if (fs::exists(fs::path(path) / "config.json", ec)) return load_hf_directory(path);

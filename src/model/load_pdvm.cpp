@@ -125,9 +125,4 @@ Result<LoadedModel> load_pdvm(const std::string& path, const formats::PdvmReadOp
   return load_pdvm_file(std::move(file), path);
 }
 
-Result<LoadedModel> load_any_model(const std::string& path) {
-  if (is_pdvm_path(path)) return load_pdvm(path);
-  return load_model(path);
-}
-
 }  // namespace pdvm::model

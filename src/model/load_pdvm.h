@@ -22,8 +22,5 @@ Result<LoadedModel> load_pdvm(const std::string& path, const formats::PdvmReadOp
 // The same from a parsed file (tests and the fuzzer build one in memory).
 Result<LoadedModel> load_pdvm_file(formats::PdvmFile file, const std::string& where);
 
-// load_model, plus .pdvm files: what the CLI commands in this module use until load_model
-// dispatches .pdvm itself.
-Result<LoadedModel> load_any_model(const std::string& path);
 
 }  // namespace pdvm::model

@@ -136,12 +136,14 @@ int run_inspect(const std::string& path) {
   std::printf("rms_eps %g, qkv bias %s, tied embeddings %s, sliding window %d\n", c.rms_eps,
               c.qkv_bias ? "yes" : "no", c.tie_embeddings ? "yes" : "no", c.sliding_window);
   std::printf("tokenizer:    %s\n", loaded->tokenizer ? (std::to_string(loaded->tokenizer->vocab_size()) + " tokens").c_str() : "none");
-  std::printf("\n%-28s %-6s %-16s %12s\n", "tensor", "type", "shape", "bytes");
+  std::printf("\n%-28s %-10s %-16s %12s %9s\n", "tensor", "type", "shape", "bytes", "sparsity");
   auto row = [](const std::string& name, const core::Matrix& w) {
     char shape[48];
     std::snprintf(shape, sizeof shape, "[%lld, %lld]", (long long)w.rows, (long long)w.cols);
     const std::string_view type = core::weight_type_name(w.type);
-    std::printf("%-28s %-6.*s %-16s %12zu\n", name.c_str(), int(type.size()), type.data(), shape, w.n_bytes());
+    const double sparsity = w.sparse ? 1.0 - double(w.sparse->n_nonzero) / (double(w.rows) * double(w.cols)) : 0.0;
+    std::printf("%-28s %-10.*s %-16s %12zu %8.1f%%\n", name.c_str(), int(type.size()), type.data(), shape,
+                w.n_bytes(), 100 * sparsity);
   };
   row("tok_embd", m.tok_embd);
   for (size_t i = 0; i < m.layers.size(); ++i) {

@@ -8,6 +8,8 @@
 #include "bench_command.h"
 #include "chat_command.h"
 #include "commands.h"
+#include "convert_command.h"
+#include "perplexity_command.h"
 
 namespace {
 
@@ -71,6 +73,8 @@ int main(int argc, char** argv) {
 
   CLI::App* bench_cmd = pdvm::cli::add_bench_command(app);
   CLI::App* chat_cmd = pdvm::cli::add_chat_command(app);
+  CLI::App* convert_cmd = pdvm::cli::add_convert_command(app);
+  CLI::App* perplexity_cmd = pdvm::cli::add_perplexity_command(app);
 
   try {
     app.parse(argc, argv);
@@ -87,6 +91,8 @@ int main(int argc, char** argv) {
   }
   if (*bench_cmd) return pdvm::cli::run_bench_command();
   if (*chat_cmd) return pdvm::cli::run_chat_command();
+  if (*convert_cmd) return pdvm::cli::run_convert_command();
+  if (*perplexity_cmd) return pdvm::cli::run_perplexity_command();
   if (*inspect_cmd) return pdvm::cli::run_inspect(inspect_model);
   if (*logits_cmd) {
     size_t at = 0;

@@ -41,7 +41,7 @@ CLI::App* add_perplexity_command(CLI::App& app) {
 
 int run_perplexity_command() {
   const PerplexityArgs& a = args();
-  auto loaded = model::load_any_model(a.model);
+  auto loaded = model::load_model(a.model);
   if (!loaded.is_ok()) { std::fprintf(stderr, "pdvm perplexity: %s\n", loaded.status().message().c_str()); return 1; }
   if (!loaded->tokenizer) { std::fprintf(stderr, "pdvm perplexity: %s has no tokenizer\n", a.model.c_str()); return 1; }
   std::ifstream in(a.text, std::ios::binary);
