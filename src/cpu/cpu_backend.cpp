@@ -220,12 +220,7 @@ class CpuBackend final : public core::Backend {
           scores[p - first] = s;
           max_score = std::max(max_score, s);
         }
-        float sum = 0;
-        for (int p = first; p <= last; ++p) {
-          const float e = std::exp(scores[p - first] - max_score);
-          scores[p - first] = e;
-          sum += e;
-        }
+        const float sum = exp_shift_sum_f32(scores, last - first + 1, max_score);
         float* out = att_.data() + size_t(h) * hd;
         std::fill(out, out + hd, 0.0f);
         const float inv_sum = 1.0f / sum;
