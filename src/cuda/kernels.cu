@@ -80,11 +80,15 @@ __global__ void __launch_bounds__(kThreads) layer_kernel(StepState s, DevLayer L
 // another backend wrote it last (see upload_token_layers).
 __constant__ DevLayer c_layers[kMaxTokenLayers];
 
-// Barrier of the token kernel: with s.prefetch, each warp first asks L2 for the row group it
-// takes first in the next matvec (`next`, or none), so HBM works through the barrier's wait.
+// Barrier of the token kernel: with s.prefetch, once its block has arrived each warp asks L2 for
+// the start of the row group it takes first in the next matvec (`next`, or none), so HBM works
+// through the barrier's wait.
 __device__ __forceinline__ void token_barrier(const StepState& s, const DevMatrix* next) {
-  if (s.prefetch && next != nullptr) prefetch_first_group(*next);
-  grid_barrier(s.barrier);
+  if (s.prefetch && next != nullptr) {
+    grid_barrier_with(s.barrier, [next] { prefetch_first_group(*next); });
+  } else {
+    grid_barrier(s.barrier);
+  }
 }
 
 // (v, i) beats (bv, bi): larger value, lowest index on ties (deterministic, like argmax_kernel).
