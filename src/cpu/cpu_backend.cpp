@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/arena.h"
+#include "cpu/attention.h"
 #include "cpu/matvec.h"
 #include "cpu/reference_kernels.h"
 #include "cpu/vec_ops.h"
@@ -183,19 +184,7 @@ class CpuBackend final : public core::Backend {
 
   void rope(float* v, int n_heads, int pos) {
     if (reference()) return ref::rope(v, n_heads, c_, pos);
-    const int half = c_.rope_dim / 2;
-    const bool neox = c_.rope_style == core::RopeStyle::kNeox;
-    for (int i = 0; i < half; ++i) {
-      const float angle = float(pos) * inv_freq_[size_t(i)];
-      const float cs = std::cos(angle), sn = std::sin(angle);
-      const int a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
-      for (int h = 0; h < n_heads; ++h) {
-        float* head = v + size_t(h) * c_.head_dim;
-        const float x0 = head[a], x1 = head[b];
-        head[a] = x0 * cs - x1 * sn;
-        head[b] = x0 * sn + x1 * cs;
-      }
-    }
+    rope_f32(v, n_heads, c_.head_dim, c_.rope_dim / 2, c_.rope_style, inv_freq_.data(), pos);
   }
 
   void attention(const float* k_layer, const float* v_layer, int first, int last) {
@@ -207,27 +196,8 @@ class CpuBackend final : public core::Backend {
                          scores_.data(), att_.data() + size_t(h) * hd);
       return;
     }
-    const float scale = 1.0f / std::sqrt(float(hd));
-    pool_.run([&](int t, int nt) {
-      float* scores = scores_.data() + size_t(t) * context_;
-      for (int h = t; h < c_.n_heads; h += nt) {
-        const float* q = q_.data() + size_t(h) * hd;
-        const float* k = k_layer + size_t(h / group) * hd;
-        const float* v = v_layer + size_t(h / group) * hd;
-        float max_score = -INFINITY;
-        for (int p = first; p <= last; ++p) {
-          const float s = dot_f32(q, k + size_t(p) * kv_dim_, hd) * scale;
-          scores[p - first] = s;
-          max_score = std::max(max_score, s);
-        }
-        const float sum = exp_shift_sum_f32(scores, last - first + 1, max_score);
-        float* out = att_.data() + size_t(h) * hd;
-        std::fill(out, out + hd, 0.0f);
-        const float inv_sum = 1.0f / sum;
-        for (int p = first; p <= last; ++p)
-          axpy_f32(scores[p - first] * inv_sum, v + size_t(p) * kv_dim_, out, hd);
-      }
-    });
+    const AttentionShape shape{c_.n_heads, c_.n_kv_heads, hd, kv_dim_};
+    attend_heads(q_.data(), k_layer, v_layer, shape, first, last, scores_.data(), context_, att_.data(), pool_);
   }
 
   void swiglu() {
