@@ -30,9 +30,10 @@ struct CudaOptions {
   int device = 0;      // CUDA device ordinal
   int attn_chunk = 64; // positions per flash-decoding split (1..64); tests use small ones
   bool use_graph = true;  // ops mode: replay a captured graph per token (false: plain launches)
-  // token mode: at each grid barrier, prefetch into L2 the row group each warp reads first in the
-  // next matvec. The environment variable PDVM_CUDA_PREFETCH=0|1 overrides it (benchmarks).
-  bool prefetch = true;
+  // token mode: at each grid barrier, prefetch into L2 the start of the row group each warp reads
+  // first in the next matvec. Off by default: on Phi-4 (H100) it made steps 0.2-0.4 ms slower
+  // (docs/notes-cuda.md). The environment variable PDVM_CUDA_PREFETCH=0|1 overrides it.
+  bool prefetch = false;
 };
 
 // Number of CUDA devices, or a Status saying why there are none usable (no driver, no device).

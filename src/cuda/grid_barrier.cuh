@@ -76,7 +76,9 @@ __device__ __forceinline__ void grid_barrier_with(unsigned* bar, const During& d
       opened = 1;
     }
   }
-  during();
+  // not in warp 0: its thread 0 polls the generation, and polls queued behind the warp's own
+  // prefetches would see the barrier open late
+  if (threadIdx.x >= 32) during();
   if (threadIdx.x == 0 && !opened) {
     ::cuda::atomic_ref<unsigned, ::cuda::thread_scope_device> gen(bar[1]);
     const unsigned g = gen_seen;
