@@ -39,7 +39,7 @@ namespace {
 
 using core::WeightType;
 
-double tolerance_for(WeightType t) {
+[[maybe_unused]] double tolerance_for(WeightType t) {
   switch (t) {
     case WeightType::kF32:
     case WeightType::kF16:
@@ -48,7 +48,7 @@ double tolerance_for(WeightType t) {
   }
 }
 
-double rel_l2(std::span<const float> got, const std::vector<float>& want) {
+[[maybe_unused]] double rel_l2(std::span<const float> got, const std::vector<float>& want) {
   double num = 0, den = 0;
   for (size_t i = 0; i < want.size(); ++i) {
     if (!std::isfinite(got[i])) return INFINITY;
@@ -59,12 +59,12 @@ double rel_l2(std::span<const float> got, const std::vector<float>& want) {
   return std::sqrt(num / std::max(den, 1e-300));
 }
 
-int argmax_of(std::span<const float> v) {
+[[maybe_unused]] int argmax_of(std::span<const float> v) {
   return int(std::max_element(v.begin(), v.end()) - v.begin());
 }
 
 // top-1 minus top-2 of v
-float margin_of(std::span<const float> v) {
+[[maybe_unused]] float margin_of(std::span<const float> v) {
   float a = -INFINITY, b = -INFINITY;
   for (float x : v) {
     if (x > a) { b = a; a = x; } else if (x > b) { b = x; }
@@ -206,7 +206,7 @@ INSTANTIATE_TEST_SUITE_P(Formats, CudaVsCpuSynthetic,
 
 // ---- 3. the default model: greedy tokens -------------------------------------------------------
 
-std::string model_path() {
+[[maybe_unused]] std::string model_path() {
   if (const char* e = std::getenv("PDVM_MODEL"); e && *e) return e;
   return (fs::path(PDVM_SOURCE_DIR) / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf").string();
 }
@@ -214,7 +214,7 @@ std::string model_path() {
 // Greedy decoding: the prompt, then n_new tokens, each the argmax of the last logits.
 // margins (optional) gets the top-1/top-2 margin of the logits that chose each new token.
 template <class Step>
-std::vector<int32_t> greedy(const std::vector<int32_t>& prompt, int n_new, Step step,
+[[maybe_unused]] std::vector<int32_t> greedy(const std::vector<int32_t>& prompt, int n_new, Step step,
                             std::vector<float>* margins) {
   std::vector<int32_t> out;
   int pos = 0;
