@@ -11,8 +11,10 @@ cmake --build build -j"$jobs"
 ctest --test-dir build --output-on-failure -j"$jobs" --timeout 900
 
 # Sanitizers: no CUDA, no benchmarks; only the tests that feed bad input to parsers and loaders.
+# Warnings are not errors here: GCC 12 at -O2 with sanitizers reports false stringop-overflows
+# (the Release build above keeps -Werror).
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPDVM_CUDA=OFF -DPDVM_BENCH=OFF \
-  -DPDVM_SANITIZE=address,undefined >/dev/null
+  -DPDVM_SANITIZE=address,undefined -DPDVM_WERROR=OFF >/dev/null
 asan_tests=(test_safetensors test_gguf test_bad_input test_tokenizer test_chat_template test_pdvm_file test_mdcsr)
 targets=()
 for t in "${asan_tests[@]}"; do [ -f "tests/$t.cpp" ] && targets+=("$t"); done
