@@ -18,7 +18,7 @@ cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPDVM_CUDA=
 asan_tests=(test_safetensors test_gguf test_bad_input test_tokenizer test_chat_template test_pdvm_file test_mdcsr)
 targets=()
 for t in "${asan_tests[@]}"; do [ -f "tests/$t.cpp" ] && targets+=("$t"); done
-cmake --build build-asan -j"$jobs" --target "${targets[@]}"
+cmake --build build-asan -j"$jobs" --target "${targets[@]}" pdvm_cli  # test_bad_input runs the CLI
 export ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 for t in "${targets[@]}"; do
   echo "== $t (address,undefined)"
