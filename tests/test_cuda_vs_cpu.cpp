@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "cpu/cpu_backend.h"
+#include "model/convert.h"
 #include "model/load.h"
 #include "model/synthetic.h"
 #if defined(PDVM_HAVE_CUDA)
@@ -37,6 +38,13 @@ namespace fs = std::filesystem;
 namespace pdvm {
 namespace {
 
+// The test data folder: $PDVM_TEST_DATA when set (binaries built on one machine and run from
+// another checkout, as on the GPU machine), else the source tree's, fixed at build time.
+std::filesystem::path test_data() {
+  if (const char* e = std::getenv("PDVM_TEST_DATA"); e != nullptr && *e != '\0') return e;
+  return PDVM_TEST_DATA;
+}
+
 using core::WeightType;
 
 [[maybe_unused]] double tolerance_for(WeightType t) {
@@ -44,7 +52,7 @@ using core::WeightType;
     case WeightType::kF32:
     case WeightType::kF16:
     case WeightType::kBF16: return 2e-3;
-    default: return 2e-3;  // q8_0, q4_0, q4_1: same weights on both sides
+    default: return 2e-3;  // q8_0, q4_0, q4_1, mdcsr: same weights on both sides
   }
 }
 
@@ -138,7 +146,7 @@ bool have_gpu(std::string* why) {
 
 std::vector<std::string> fixture_names() {
   std::vector<std::string> names;
-  const fs::path root = fs::path(PDVM_TEST_DATA) / "fixtures";
+  const fs::path root = test_data() / "fixtures";
   if (!fs::exists(root)) return names;
   for (const auto& e : fs::directory_iterator(root))
     if (fs::exists(e.path() / "expected.json")) names.push_back(e.path().filename().string());
@@ -154,7 +162,7 @@ TEST_P(CudaVsCpuFixture, LogitsMatchCpuReference) {
 #else
   std::string why;
   if (!have_gpu(&why)) GTEST_SKIP() << why;
-  const fs::path dir = fs::path(PDVM_TEST_DATA) / "fixtures" / GetParam();
+  const fs::path dir = test_data() / "fixtures" / GetParam();
   std::ifstream in(dir / "expected.json");
   const auto j = nlohmann::json::parse(in);
   const auto tokens = j.at("tokens").get<std::vector<int32_t>>();
@@ -204,6 +212,46 @@ INSTANTIATE_TEST_SUITE_P(Formats, CudaVsCpuSynthetic,
                            return std::string(core::weight_type_name(i.param));
                          });
 
+// ---- 2b. converted (pruned + int8) models: MdCSR on the GPU --------------------------------------
+
+// A synthetic smollm2-shaped model (2 layers, bf16, fresh seed) converted by the converter's
+// compress_model to MdCSR at the given sparsity (magnitude pruning): both sides read the same
+// int8 values, chunks and padding, so the gap is f32 order and the GPU's f16 KV cache.
+class CudaVsCpuMdCsr : public testing::TestWithParam<double> {};
+
+TEST_P(CudaVsCpuMdCsr, LogitsMatchCpuReference) {
+#if !defined(PDVM_HAVE_CUDA)
+  GTEST_SKIP() << "built without CUDA (nvcc not found at configure time)";
+#else
+  std::string why;
+  if (!have_gpu(&why)) GTEST_SKIP() << why;
+  auto spec = model::parse_shape("smollm2-135m");
+  ASSERT_TRUE(spec.is_ok()) << spec.status().message();
+  spec->config.n_layers = 2;
+  spec->layer_type = WeightType::kBF16;
+  spec->head_type = WeightType::kQ8_0;
+  spec->seed = std::random_device{}();
+  auto dense = model::make_synthetic_model(*spec);
+  ASSERT_TRUE(dense.is_ok()) << dense.status().message();
+  model::ConvertOptions opt;
+  opt.format = model::CompressFormat::kMdCsr;
+  opt.sparsity = GetParam();
+  auto sparse = model::compress_model(*dense, opt, nullptr);
+  ASSERT_TRUE(sparse.is_ok()) << sparse.status().message();
+  ASSERT_EQ(sparse->layers.at(0).w_down.type, WeightType::kMdCsr);
+  std::mt19937 rng(uint32_t(spec->seed));
+  std::vector<int32_t> tokens(20);
+  for (auto& t : tokens) t = int32_t(rng() % uint32_t(sparse->config.vocab_size));
+  compare_on(*sparse, tokens, tolerance_for(WeightType::kMdCsr),
+             "mdcsr sparsity " + std::to_string(GetParam()));
+#endif
+}
+
+INSTANTIATE_TEST_SUITE_P(Sparsity, CudaVsCpuMdCsr, testing::Values(0.0, 0.5, 0.7),
+                         [](const testing::TestParamInfo<double>& i) {
+                           return "s" + std::to_string(int(i.param * 100 + 0.5));
+                         });
+
 // ---- 3. the default model: greedy tokens -------------------------------------------------------
 
 [[maybe_unused]] std::string model_path() {
@@ -237,7 +285,7 @@ TEST(CudaVsCpuSmolLM2, GreedyTokensEqualCpuReference) {
   if (!fs::exists(path)) GTEST_SKIP() << "model not found at " << path << " (set PDVM_MODEL)";
   auto loaded = model::load_model(path);
   ASSERT_TRUE(loaded.is_ok()) << loaded.status().message();
-  std::ifstream in(fs::path(PDVM_TEST_DATA) / "smollm2_reference.json");
+  std::ifstream in(test_data() / "smollm2_reference.json");
   const auto ref = nlohmann::json::parse(in);
   constexpr int kNew = 64;
   for (int pi = 0; pi < 2; ++pi) {

@@ -1,7 +1,13 @@
 // Decode attention over the KV cache, flash-decoding style: the positions [start, pos] are cut
-// into chunks of attn_chunk; one warp computes, for one KV head and one chunk, the partial
-// softmax state (max m, sum l, unnormalised acc) of every query head of its GQA group; a second
-// stage merges the chunks of each query head. No score matrix ever reaches device memory.
+// into chunks; one warp computes, for one KV head and one chunk, the softmax state (max m, sum l,
+// unnormalised acc) of every query head of its GQA group in a single pass (online softmax: K and
+// V of a batch of positions are loaded together); one block per query head then merges the
+// chunks. No score matrix ever reaches device memory.
+//
+// The chunk size is chosen per step (attn_plan) so that n_kv_heads x n_chunks is about the number
+// of warps of the grid: at depth 1024 on Phi-4 a fixed 64-position chunk gave 170 warps of work to
+// a 2112-warp grid, each walking 16 dependent load batches, and the stage was latency-bound
+// (~1.2 ms per token of 8 for 0.075 ms of bytes; docs/notes-cuda.md).
 #pragma once
 
 #include <cuda_fp16.h>
@@ -15,11 +21,29 @@ namespace pdvm::cuda {
 // head; SmolLM2: 3). Larger groups take several passes, re-reading the chunk from L2. 4 keeps q
 // and acc (2 x 4 x 8 floats per lane) in registers under the 128-register cap of 512 threads.
 constexpr int kMaxGroup = 4;
-constexpr int kMaxChunk = 64;  // positions per chunk: bounds the per-warp score scratch
-constexpr int kAttnSmemFloats = kWarps * kMaxGroup * kMaxChunk;  // 16 KB per block
+constexpr int kMaxChunk = 64;  // largest positions per chunk a caller may ask for (CudaOptions)
+constexpr int kKvSteps = 2;    // load steps in flight per batch: K and V, 8 x 16 B per lane
 
 __device__ __forceinline__ int attn_start(const StepState& s, int pos) {
   return s.window > 0 ? max(0, pos - s.window + 1) : 0;
+}
+
+// How a step's positions [t0, t0 + n) are cut: n_chunks chunks of `chunk` positions (the last
+// may be shorter). Every block computes the same plan (it depends on pos and the grid size only),
+// so the attention and merge stages agree and the token kernel's barriers stay uniform.
+struct AttnPlan {
+  int t0, n, chunk, n_chunks;
+};
+__device__ __forceinline__ AttnPlan attn_plan(const StepState& s, int pos) {
+  AttnPlan p;
+  p.t0 = attn_start(s, pos);
+  p.n = pos + 1 - p.t0;
+  const int target = max(1, int(gridDim.x) * kWarps / s.n_kv_heads);  // one item per warp
+  int chunk = min(s.attn_chunk, max(s.attn_min_chunk, (p.n + target - 1) / target));
+  chunk = max(chunk, (p.n + s.n_chunks_max - 1) / s.n_chunks_max);  // capacity of s.part
+  p.chunk = chunk;
+  p.n_chunks = (p.n + chunk - 1) / chunk;
+  return p;
 }
 
 __device__ __forceinline__ void half8_to_float(int4 raw, float (&f)[8]) {
@@ -34,184 +58,206 @@ __device__ __forceinline__ void half8_to_float(int4 raw, float (&f)[8]) {
   }
 }
 
-// attend_chunk_warp: partial attention of query heads [g0, g0+G) (G <= kMaxGroup) of the group
-// of `kv_head` over chunk `chunk`.
+// attend_chunk_warp: query heads [g0, g0+G) (G <= kMaxGroup) of the group of `kv_head` over the
+// n positions from t0 (chunk j of n_chunks). With n_chunks == 1 it writes the normalised output
+// to s.attn, else (acc, m, l) to s.part.
 // Lanes: head_dim/8 lanes cover one position (8 dims, one 16-byte load each); the warp's 32 lanes
-// take 32/(head_dim/8) positions at a time, 4 steps of loads in flight.
-// Reads: 2 * n * head_dim * 2 B of K and V (n positions), G*head_dim*4 B of q. Writes G*(head_dim+2)*4 B.
-// `sc` is this warp's [kMaxGroup][kMaxChunk] shared scratch.
-__device__ inline void attend_chunk_warp(const StepState& s, int layer, int kv_head, int chunk,
-                                         int pos, float* sc, int g0, int G) {
+// take n_sub = 32/(head_dim/8) positions per load step, and each lane group (sub) keeps its own
+// online-softmax state, combined by shuffles at the end.
+// Reads: 2 * n * head_dim * 2 B of K and V, G*head_dim*4 B of q. Writes G*(head_dim+2)*4 B.
+// FLOPs: ~4 * n * head_dim * G (scores and P.V).
+// `qs` is this warp's [kMaxGroup][head_dim] shared scratch for the scaled queries (in registers
+// they pushed the kernels past 128 registers into spills).
+__device__ inline void attend_chunk_warp(const StepState& s, int layer, int kv_head, int t0, int n,
+                                         int j, int n_chunks, int g0, int G, float* qs) {
   const int lane = threadIdx.x & 31;
   const int hd = s.head_dim, first_head = kv_head * (s.n_heads / s.n_kv_heads) + g0;
   const int lp = hd >> 3, n_sub = 32 / lp, sub = lane / lp, sl = lane % lp;
-  const int t0 = max(chunk * s.attn_chunk, attn_start(s, pos));
-  const int n = min(chunk * s.attn_chunk + s.attn_chunk, pos + 1) - t0;
   const __half* kbase = s.k_cache + kv_offset(s, layer, kv_head, t0) + sl * 8;
   const __half* vbase = s.v_cache + kv_offset(s, layer, kv_head, t0) + sl * 8;
 
-  float qv[kMaxGroup][8];
+  float m[kMaxGroup], l[kMaxGroup], acc[kMaxGroup][8];
 #pragma unroll
   for (int g = 0; g < kMaxGroup; ++g) {
-    if (g < G) {
-      const float* q = s.q + (first_head + g) * hd + sl * 8;  // written by the qkv stage: plain loads
-      const float4 a = *reinterpret_cast<const float4*>(q);
-      const float4 b = *reinterpret_cast<const float4*>(q + 4);
-      qv[g][0] = a.x; qv[g][1] = a.y; qv[g][2] = a.z; qv[g][3] = a.w;
-      qv[g][4] = b.x; qv[g][5] = b.y; qv[g][6] = b.z; qv[g][7] = b.w;
-    }
+    m[g] = -1e30f;  // finite: exp(m - m_new) stays 0..1 also before the first valid score
+    l[g] = 0.0f;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) acc[g][i] = 0.0f;
   }
+  __syncwarp();  // qs may still be read for the warp's previous item
+  for (int i = lane; i < G * hd; i += 32)  // q was written by the qkv stage: plain loads
+    qs[i] = s.q[first_head * hd + i] * s.attn_scale;
+  __syncwarp();
 
-  // 1. scores s = q.k * scale into sc[g][t]. The loop bound is warp-uniform (base, not t): the
-  // shuffles inside need every lane, also when the chunk has fewer positions than subgroups.
-  for (int base = 0; base < n; base += 4 * n_sub) {
-    const int t = base + sub;
-    int4 kr[4];
+  // The loop bound is warp-uniform (base, not the lane's position): the shuffles inside need every
+  // lane, also when the chunk has fewer positions than the warp covers per batch.
+  for (int base = 0; base < n; base += kKvSteps * n_sub) {
+    int4 kr[kKvSteps], vr[kKvSteps];
 #pragma unroll
-    for (int u = 0; u < 4; ++u) {
-      const int tt = min(t + u * n_sub, n - 1);
+    for (int u = 0; u < kKvSteps; ++u) {
+      const int tt = min(base + sub + u * n_sub, n - 1);
       kr[u] = *reinterpret_cast<const int4*>(kbase + size_t(tt) * hd);
+      vr[u] = *reinterpret_cast<const int4*>(vbase + size_t(tt) * hd);
     }
+    float sc[kMaxGroup][kKvSteps];
 #pragma unroll
-    for (int u = 0; u < 4; ++u) {
-      const int tt = t + u * n_sub;
+    for (int u = 0; u < kKvSteps; ++u) {
+      const bool valid = base + sub + u * n_sub < n;
       float k8[8];
       half8_to_float(kr[u], k8);
 #pragma unroll
       for (int g = 0; g < kMaxGroup; ++g) {
         if (g < G) {
-          float d = 0.0f;
-#pragma unroll
-          for (int i = 0; i < 8; ++i) d += qv[g][i] * k8[i];
+          const float4 qa = *reinterpret_cast<const float4*>(qs + g * hd + sl * 8);
+          const float4 qb = *reinterpret_cast<const float4*>(qs + g * hd + sl * 8 + 4);
+          float d = qa.x * k8[0] + qa.y * k8[1] + qa.z * k8[2] + qa.w * k8[3];
+          d += qb.x * k8[4] + qb.y * k8[5] + qb.z * k8[6] + qb.w * k8[7];
           for (int off = lp >> 1; off > 0; off >>= 1) d += __shfl_xor_sync(0xffffffffu, d, off);
-          if (sl == 0 && tt < n) sc[g * kMaxChunk + tt] = d * s.attn_scale;
+          sc[g][u] = valid ? d : -INFINITY;
         }
       }
     }
-  }
-  __syncwarp();
-
-  // 2. per head: m = max, p = exp(s - m) in place, l = sum p
-  float m[kMaxGroup], l[kMaxGroup];
-#pragma unroll
-  for (int g = 0; g < kMaxGroup; ++g) {
-    m[g] = 0.0f;
-    l[g] = 0.0f;
-    if (g < G) {
-      float mx = -INFINITY;
-      for (int t = lane; t < n; t += 32) mx = fmaxf(mx, sc[g * kMaxChunk + t]);
-      mx = warp_max(mx);
-      float sum = 0.0f;
-      for (int t = lane; t < n; t += 32) {
-        const float p = __expf(sc[g * kMaxChunk + t] - mx);
-        sc[g * kMaxChunk + t] = p;
-        sum += p;
-      }
-      m[g] = mx;
-      l[g] = warp_sum(sum);
-    }
-  }
-  __syncwarp();
-
-  // 3. acc[g][8 dims of this lane] = sum_t p[g][t] * v[t]
-  float acc[kMaxGroup][8];
-#pragma unroll
-  for (int g = 0; g < kMaxGroup; ++g)
-#pragma unroll
-    for (int i = 0; i < 8; ++i) acc[g][i] = 0.0f;
-  for (int base = 0; base < n; base += 4 * n_sub) {
-    const int t = base + sub;
-    int4 vr[4];
-#pragma unroll
-    for (int u = 0; u < 4; ++u) {
-      const int tt = min(t + u * n_sub, n - 1);
-      vr[u] = *reinterpret_cast<const int4*>(vbase + size_t(tt) * hd);
-    }
-#pragma unroll
-    for (int u = 0; u < 4; ++u) {
-      const int tt = t + u * n_sub;
-      if (tt < n) {
-        float v8[8];
-        half8_to_float(vr[u], v8);
-#pragma unroll
-        for (int g = 0; g < kMaxGroup; ++g) {
-          if (g < G) {
-            const float p = sc[g * kMaxChunk + tt];
-#pragma unroll
-            for (int i = 0; i < 8; ++i) acc[g][i] += p * v8[i];
-          }
-        }
-      }
-    }
-  }
-  // lanes with the same sl hold the same dims for different positions: sum them
-  for (int off = lp; off < 32; off <<= 1) {
-#pragma unroll
-    for (int g = 0; g < kMaxGroup; ++g)
-#pragma unroll
-      for (int i = 0; i < 8; ++i) acc[g][i] += __shfl_xor_sync(0xffffffffu, acc[g][i], off);
-  }
-  if (sub == 0) {
 #pragma unroll
     for (int g = 0; g < kMaxGroup; ++g) {
       if (g < G) {
-        float* dst = s.part + (size_t(first_head + g) * s.n_chunks_max + chunk) * (hd + 4);
-        *reinterpret_cast<float4*>(dst + sl * 8) = make_float4(acc[g][0], acc[g][1], acc[g][2], acc[g][3]);
-        *reinterpret_cast<float4*>(dst + sl * 8 + 4) = make_float4(acc[g][4], acc[g][5], acc[g][6], acc[g][7]);
-        if (sl == 0) { dst[hd] = m[g]; dst[hd + 1] = l[g]; }
+        float mn = m[g];
+#pragma unroll
+        for (int u = 0; u < kKvSteps; ++u) mn = fmaxf(mn, sc[g][u]);
+        const float corr = __expf(m[g] - mn);
+        m[g] = mn;
+        l[g] *= corr;
+#pragma unroll
+        for (int i = 0; i < 8; ++i) acc[g][i] *= corr;
+#pragma unroll
+        for (int u = 0; u < kKvSteps; ++u) {
+          sc[g][u] = __expf(sc[g][u] - mn);
+          l[g] += sc[g][u];
+        }
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kKvSteps; ++u) {
+      float v8[8];
+      half8_to_float(vr[u], v8);
+#pragma unroll
+      for (int g = 0; g < kMaxGroup; ++g)
+        if (g < G)
+#pragma unroll
+          for (int i = 0; i < 8; ++i) acc[g][i] += sc[g][u] * v8[i];
+    }
+  }
+
+  // lanes with the same sl hold the same dims for different positions: combine their states
+  for (int off = lp; off < 32; off <<= 1) {
+#pragma unroll
+    for (int g = 0; g < kMaxGroup; ++g) {
+      if (g < G) {
+        const float om = __shfl_xor_sync(0xffffffffu, m[g], off);
+        const float ol = __shfl_xor_sync(0xffffffffu, l[g], off);
+        const float mn = fmaxf(m[g], om), a = __expf(m[g] - mn), b = __expf(om - mn);
+        l[g] = l[g] * a + ol * b;
+#pragma unroll
+        for (int i = 0; i < 8; ++i)
+          acc[g][i] = acc[g][i] * a + __shfl_xor_sync(0xffffffffu, acc[g][i], off) * b;
+        m[g] = mn;
       }
     }
   }
-  __syncwarp();  // sc is reused by this warp's next item
+  if (sub != 0) return;
+#pragma unroll
+  for (int g = 0; g < kMaxGroup; ++g) {
+    if (g < G) {
+      const int h = first_head + g;
+      float* dst;
+      float k = 1.0f;
+      if (n_chunks == 1) {
+        dst = s.attn + h * hd;
+        k = 1.0f / l[g];
+      } else {
+        dst = s.part + (size_t(h) * s.n_chunks_max + j) * (hd + 4);
+        if (sl == 0) { dst[hd] = m[g]; dst[hd + 1] = l[g]; }
+      }
+      *reinterpret_cast<float4*>(dst + sl * 8) =
+          make_float4(acc[g][0] * k, acc[g][1] * k, acc[g][2] * k, acc[g][3] * k);
+      *reinterpret_cast<float4*>(dst + sl * 8 + 4) =
+          make_float4(acc[g][4] * k, acc[g][5] * k, acc[g][6] * k, acc[g][7] * k);
+    }
+  }
 }
 
-// merge_head_warp: attn[h] = sum_c acc_c e^(m_c - M) / sum_c l_c e^(m_c - M) over the chunks of
-// head h. Reads n_chunks * (head_dim + 2) * 4 B; writes head_dim * 4 B.
-__device__ inline void merge_head_warp(const StepState& s, int h, int pos) {
-  const int lane = threadIdx.x & 31, hd = s.head_dim;
-  const int c0 = attn_start(s, pos) / s.attn_chunk, c1 = pos / s.attn_chunk;
+// Shared memory the attention stage needs: a [kMaxGroup][head_dim] query scratch per warp.
+__host__ __device__ constexpr int attention_smem_bytes(int head_dim) {
+  return kWarps * kMaxGroup * head_dim * 4;
+}
+
+// Shared memory merge_head_block needs: a row of head_dim floats per warp, plus the reduction.
+__host__ __device__ constexpr int merge_smem_bytes(int head_dim) {
+  return (kWarps * head_dim + 2 * kWarps + 8) * 4;
+}
+
+// merge_head_block (the whole block): attn[h] = sum_c acc_c e^(m_c - M) / sum_c l_c e^(m_c - M).
+// One pass over the (m, l) pairs (online, per thread then per block) gives M and L; then warp w
+// sums chunks w, w + kWarps, ... with 8 loads in flight, and the warps' rows are added in shared
+// memory. Reads n_chunks * (head_dim + 2) * 4 B (L2: written by the attention stage); writes
+// head_dim * 4 B.
+__device__ inline void merge_head_block(const StepState& s, int h, int n_chunks, float* smem) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, hd = s.head_dim;
   const float* base = s.part + size_t(h) * s.n_chunks_max * (hd + 4);
-  float mx = -INFINITY;
-  for (int c = c0 + lane; c <= c1; c += 32) mx = fmaxf(mx, base[size_t(c) * (hd + 4) + hd]);
-  mx = warp_max(mx);
-  float l = 0.0f;
-  for (int c = c0 + lane; c <= c1; c += 32) {
-    const float* p = base + size_t(c) * (hd + 4);
-    l += p[hd + 1] * __expf(p[hd] - mx);
+  float* rows = smem;                       // [kWarps][hd]
+  float* red_m = smem + kWarps * hd;        // [kWarps]
+  float* red_l = red_m + kWarps;            // [kWarps]
+
+  float m = -1e30f, l = 0.0f;
+  for (int c = threadIdx.x; c < n_chunks; c += kThreads) {
+    const float mc = base[size_t(c) * (hd + 4) + hd], lc = base[size_t(c) * (hd + 4) + hd + 1];
+    const float mn = fmaxf(m, mc);
+    l = l * __expf(m - mn) + lc * __expf(mc - mn);
+    m = mn;
   }
-  l = warp_sum(l);
-  const float inv_l = 1.0f / l;
-  if (hd == 128) {
-    // each lane owns 4 dims (one 16-byte load per chunk); 8 chunks' loads in flight per step, so
-    // a 4096-position merge (64 chunks) is 8 round trips instead of 64 dependent ones
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) {
+    const float om = __shfl_xor_sync(0xffffffffu, m, off), ol = __shfl_xor_sync(0xffffffffu, l, off);
+    const float mn = fmaxf(m, om);
+    l = l * __expf(m - mn) + ol * __expf(om - mn);
+    m = mn;
+  }
+  __syncthreads();  // smem may still be read for the previous head
+  if (lane == 0) { red_m[warp] = m; red_l[warp] = l; }
+  __syncthreads();
+  float M = red_m[0];
+#pragma unroll
+  for (int w = 1; w < kWarps; ++w) M = fmaxf(M, red_m[w]);
+  float L = 0.0f;
+#pragma unroll
+  for (int w = 0; w < kWarps; ++w) L += red_l[w] * __expf(red_m[w] - M);
+
+  for (int d4 = lane; d4 < hd / 4; d4 += 32) {
     float4 o = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    for (int cb = c0; cb <= c1; cb += 8) {
+    for (int cb = warp; cb < n_chunks; cb += kWarps * 8) {
       float4 v[8];
       float mc[8];
 #pragma unroll
       for (int u = 0; u < 8; ++u) {
-        const float* p = base + size_t(min(cb + u, c1)) * (hd + 4);
-        v[u] = *reinterpret_cast<const float4*>(p + lane * 4);
+        const float* p = base + size_t(min(cb + u * kWarps, n_chunks - 1)) * (hd + 4);
+        v[u] = *reinterpret_cast<const float4*>(p + d4 * 4);
         mc[u] = p[hd];
       }
 #pragma unroll
       for (int u = 0; u < 8; ++u) {
-        if (cb + u <= c1) {
-          const float w = __expf(mc[u] - mx);
+        if (cb + u * kWarps < n_chunks) {
+          const float w = __expf(mc[u] - M);
           o.x += w * v[u].x; o.y += w * v[u].y; o.z += w * v[u].z; o.w += w * v[u].w;
         }
       }
     }
-    *reinterpret_cast<float4*>(s.attn + h * hd + lane * 4) =
-        make_float4(o.x * inv_l, o.y * inv_l, o.z * inv_l, o.w * inv_l);
-    return;
+    *reinterpret_cast<float4*>(rows + warp * hd + d4 * 4) = o;
   }
-  for (int d = lane; d < hd; d += 32) {
+  __syncthreads();
+  const float inv_l = 1.0f / L;
+  for (int d = threadIdx.x; d < hd; d += kThreads) {
     float o = 0.0f;
-    for (int c = c0; c <= c1; ++c) {
-      const float* p = base + size_t(c) * (hd + 4);
-      o += p[d] * __expf(p[hd] - mx);
-    }
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) o += rows[w * hd + d];
     s.attn[h * hd + d] = o * inv_l;
   }
 }

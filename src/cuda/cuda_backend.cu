@@ -35,9 +35,10 @@ Result<Fmt> device_fmt(WeightType t) {
     case WeightType::kQ8_0: return Fmt::kQ8_0;
     case WeightType::kQ4_0: return Fmt::kQ4_0;
     case WeightType::kQ4_1: return Fmt::kQ4_1;
+    case WeightType::kMdCsr: return Fmt::kMdCsr;
     default:
       return unsupported("CUDA backend: weight type " + std::string(core::weight_type_name(t)) +
-                         " has no kernel yet (supported: f32, f16, bf16, q8_0, q4_0, q4_1)");
+                         " has no kernel yet (supported: f32, f16, bf16, q8_0, q4_0, q4_1, mdcsr)");
   }
 }
 
@@ -49,8 +50,11 @@ struct RowSource {
 
 struct PackedSizes {
   size_t value_bytes = 0, scale_bytes = 0;
+  size_t base_bytes = 0, ptr_bytes = 0;  // MdCSR: chunk bases, row pointers
   int row_bytes = 0;
-  size_t total() const { return align_up(value_bytes) + align_up(scale_bytes); }
+  size_t total() const {
+    return align_up(value_bytes) + align_up(scale_bytes) + align_up(base_bytes) + align_up(ptr_bytes);
+  }
 };
 
 PackedSizes packed_sizes(Fmt f, int64_t rows, int64_t cols) {
@@ -62,8 +66,18 @@ PackedSizes packed_sizes(Fmt f, int64_t rows, int64_t cols) {
     case Fmt::kQ8_0: p.row_bytes = int(cols); p.scale_bytes = size_t(rows) * (cols / 32) * 2; break;
     case Fmt::kQ4_0: p.row_bytes = int(cols / 2); p.scale_bytes = size_t(rows) * (cols / 32) * 2; break;
     case Fmt::kQ4_1: p.row_bytes = int(cols / 2); p.scale_bytes = size_t(rows) * (cols / 32) * 4; break;
+    case Fmt::kMdCsr: break;  // sized from the chunk count: mdcsr_sizes
   }
   p.value_bytes = size_t(rows) * size_t(p.row_bytes);
+  return p;
+}
+
+PackedSizes mdcsr_sizes(int64_t rows, size_t n_chunks) {
+  PackedSizes p;
+  p.value_bytes = n_chunks * 32;
+  p.scale_bytes = size_t(rows) * 4;
+  p.base_bytes = n_chunks * 2;
+  p.ptr_bytes = size_t(rows + 1) * 4;
   return p;
 }
 
@@ -90,6 +104,7 @@ void repack_row(Fmt f, const uint8_t* src, int64_t cols, uint8_t* dst_values, ui
       }
       return;
     }
+    case Fmt::kMdCsr: return;  // whole matrices: upload_mdcsr
     case Fmt::kQ4_1: {
       const auto* b = reinterpret_cast<const formats::BlockQ4_1*>(src);
       for (int64_t k = 0; k < nb; ++k) {
@@ -323,10 +338,25 @@ Status plan_matrix(MatrixJob& job) {
                          std::to_string(r.m->cols) + " vs " +
                          std::string(core::weight_type_name(first.type)) + " x " +
                          std::to_string(first.cols) + ")");
-    if (r.m->data == nullptr) return invalid_argument("CUDA backend: " + job.name + " has no data");
+    if (r.m->data == nullptr && r.m->sparse == nullptr)
+      return invalid_argument("CUDA backend: " + job.name + " has no data");
   }
   PDVM_ASSIGN_OR_RETURN(job.fmt, device_fmt(first.type));
   job.cols = first.cols;
+  if (job.fmt == Fmt::kMdCsr) {
+    size_t n_chunks = 0;
+    for (const RowSource& r : job.rows) {
+      const core::SparseLayout* sp = r.m->sparse;
+      if (sp == nullptr || sp->row_ptr == nullptr || sp->values == nullptr || sp->deltas == nullptr ||
+          sp->chunk_base == nullptr || sp->row_scale == nullptr)
+        return invalid_argument("CUDA backend: " + job.name + " is mdcsr without its arrays");
+      n_chunks += sp->row_ptr[r.row + 1] - sp->row_ptr[r.row];
+    }
+    if (n_chunks >= (size_t(1) << 32))
+      return unsupported("CUDA backend: " + job.name + " has more than 2^32 MdCSR chunks");
+    job.sizes = mdcsr_sizes(int64_t(job.rows.size()), n_chunks);
+    return Status::ok();
+  }
   const int64_t need = (job.fmt == Fmt::kF32 || job.fmt == Fmt::kF16 || job.fmt == Fmt::kBF16)
                            ? (job.fmt == Fmt::kF32 ? 4 : 8)
                            : 32;
@@ -339,8 +369,54 @@ Status plan_matrix(MatrixJob& job) {
   return Status::ok();
 }
 
+// MdCSR rows of any sources, in job order: chunks copied as they are (values then deltas per
+// chunk), with new row pointers. The file's invariants were validated at load.
+Status upload_mdcsr(MatrixJob& job, uint8_t* arena, std::vector<uint8_t>& staging,
+                    core::ThreadPool& pool) {
+  const PackedSizes& p = job.sizes;
+  staging.resize(std::max(staging.size(), p.total()));
+  uint8_t* host = staging.data();
+  const size_t scale_off = align_up(p.value_bytes), base_off = scale_off + align_up(p.scale_bytes),
+               ptr_off = base_off + align_up(p.base_bytes);
+  auto* scales = reinterpret_cast<float*>(host + scale_off);
+  auto* bases = reinterpret_cast<uint16_t*>(host + base_off);
+  auto* ptr = reinterpret_cast<uint32_t*>(host + ptr_off);
+  const int64_t n_rows = int64_t(job.rows.size());
+  ptr[0] = 0;
+  for (int64_t r = 0; r < n_rows; ++r) {
+    const RowSource& src = job.rows[size_t(r)];
+    ptr[r + 1] = ptr[r] + (src.m->sparse->row_ptr[src.row + 1] - src.m->sparse->row_ptr[src.row]);
+  }
+  pool.parallel_for(n_rows, 64, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const RowSource& src = job.rows[size_t(r)];
+      const core::SparseLayout& sp = *src.m->sparse;
+      scales[r] = sp.row_scale[src.row];
+      const uint32_t c0 = sp.row_ptr[src.row], n = sp.row_ptr[src.row + 1] - c0;
+      for (uint32_t i = 0; i < n; ++i) {
+        uint8_t* dst = host + size_t(ptr[r] + i) * 32;
+        std::memcpy(dst, sp.values + size_t(c0 + i) * 16, 16);
+        std::memcpy(dst + 16, sp.deltas + size_t(c0 + i) * 16, 16);
+        bases[ptr[r] + i] = sp.chunk_base[c0 + i];
+      }
+    }
+  });
+  uint8_t* dev = arena + job.offset;
+  PDVM_CUDA_TRY(cudaMemcpy(dev, host, p.total(), cudaMemcpyHostToDevice));
+  job.out->w = dev;
+  job.out->scales = dev + scale_off;
+  job.out->bases = reinterpret_cast<const uint16_t*>(dev + base_off);
+  job.out->row_ptr = reinterpret_cast<const uint32_t*>(dev + ptr_off);
+  job.out->rows = int(n_rows);
+  job.out->cols = int(job.cols);
+  job.out->row_bytes = 0;
+  job.out->fmt = job.fmt;
+  return Status::ok();
+}
+
 Status upload_matrix(MatrixJob& job, uint8_t* arena, std::vector<uint8_t>& staging,
                      core::ThreadPool& pool) {
+  if (job.fmt == Fmt::kMdCsr) return upload_mdcsr(job, arena, staging, pool);
   const PackedSizes& p = job.sizes;
   const size_t scale_off = align_up(p.value_bytes);
   staging.resize(std::max(staging.size(), p.total()));
@@ -459,6 +535,9 @@ Status CudaBackendImpl::init(const core::Model& model, const CudaOptions& opt) {
   if (model.tok_embd.rows != c.vocab_size || model.tok_embd.cols != c.d_model ||
       model.output.rows != c.vocab_size || model.output.cols != c.d_model)
     return invalid_argument("CUDA backend: embedding / output shapes do not match the config");
+  if (model.tok_embd.type == WeightType::kMdCsr)
+    return unsupported("CUDA backend: the token embedding is mdcsr; the GPU reads embedding rows "
+                       "dense (pdvm convert keeps embeddings dense by default)");
 
   size_t off = 0;
   for (MatrixJob& j : jobs) {
@@ -473,7 +552,12 @@ Status CudaBackendImpl::init(const core::Model& model, const CudaOptions& opt) {
   weights_bytes_ = off;
 
   // ---- plan the state arena ----
-  const int n_chunks_max = (ctx + opt.attn_chunk - 1) / opt.attn_chunk;
+  // attn_plan aims at one (kv head, chunk) item per warp of a resident grid (at most 2 blocks of
+  // kWarps per SM here), and never needs more than ctx/attn_chunk chunks
+  int sm_count = 0;
+  PDVM_CUDA_TRY(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, opt.device));
+  const int n_chunks_max = std::max((ctx + opt.attn_chunk - 1) / opt.attn_chunk,
+                                    2 * sm_count * kWarps / c.n_kv_heads) + 1;
   const size_t kv_elems = size_t(c.n_layers) * c.n_kv_heads * size_t(ctx) * hd;
   struct Slot { size_t bytes; size_t off; };
   std::vector<Slot> slots;
@@ -563,6 +647,9 @@ Status CudaBackendImpl::init(const core::Model& model, const CudaOptions& opt) {
   s_.d_model = c.d_model; s_.d_ff = c.d_ff; s_.n_heads = c.n_heads; s_.n_kv_heads = c.n_kv_heads;
   s_.head_dim = hd; s_.rope_dim = c.rope_dim; s_.ctx = ctx; s_.window = c.sliding_window;
   s_.attn_chunk = opt.attn_chunk; s_.n_chunks_max = n_chunks_max; s_.vocab = c.vocab_size;
+  s_.attn_min_chunk = std::min(opt.attn_min_chunk, opt.attn_chunk);
+  if (const char* e = std::getenv("PDVM_CUDA_MIN_CHUNK"); e != nullptr && std::atoi(e) > 0)
+    s_.attn_min_chunk = std::min(std::atoi(e), opt.attn_chunk);
   s_.rope_interleaved = c.rope_style == core::RopeStyle::kInterleaved;
   s_.eps = c.rms_eps;
   s_.attn_scale = float(1.0 / std::sqrt(double(hd)));
@@ -593,7 +680,7 @@ Status CudaBackendImpl::init(const core::Model& model, const CudaOptions& opt) {
   PDVM_CUDA_TRY(cudaEventCreate(&ev_stop_));
 
   const int widest = std::max({c.d_model, q_rows, c.d_ff});
-  const size_t smem = std::max(size_t(xs_floats(widest)), size_t(kAttnSmemFloats)) * 4;
+  const size_t smem = size_t(std::max({staged_bytes(widest), attention_smem_bytes(hd), merge_smem_bytes(hd)}));
   if (smem > prop.sharedMemPerBlockOptin)
     return unsupported("CUDA backend: " + std::to_string(smem) + " B of shared memory per block "
                        "needed, the device allows " + std::to_string(prop.sharedMemPerBlockOptin));

@@ -28,7 +28,11 @@ struct CudaOptions {
   Mode mode = Mode::kOps;
   int context = 0;     // KV-cache positions (0: min(model max_seq, 4096))
   int device = 0;      // CUDA device ordinal
-  int attn_chunk = 64; // positions per flash-decoding split (1..64); tests use small ones
+  int attn_chunk = 64; // most positions per flash-decoding split (1..64); tests use small ones
+  // fewest positions per split: each step cuts its positions into about one split per warp of the
+  // grid, but no smaller than this (a warp loads 8 positions per batch at head_dim 128).
+  // The environment variable PDVM_CUDA_MIN_CHUNK overrides it.
+  int attn_min_chunk = 16;
   bool use_graph = true;  // ops mode: replay a captured graph per token (false: plain launches)
   // token mode: at each grid barrier, prefetch into L2 the start of the row group each warp reads
   // first in the next matvec. Off by default: on Phi-4 (H100) it made steps 0.2-0.4 ms slower

@@ -17,7 +17,10 @@ namespace pdvm::cuda {
 //   kQ4_0: the 16 qs bytes of each block [rows][cols/2] (one 16-byte load = one block: weight j
 //          is the low nibble of byte j, weight j+16 the high nibble); half scales [rows][cols/32].
 //   kQ4_1: like kQ4_0, scales are half2 (d, m) [rows][cols/32].
-enum class Fmt : int { kF32, kF16, kBF16, kQ8_0, kQ4_0, kQ4_1 };
+//   kMdCsr: chunks [n_chunks][32 B] (16 int8 values, then their 16 column deltas); f32 row scales
+//          in `scales`; u16 chunk bases in `bases`; u32 chunk row pointers [rows+1] in `row_ptr`
+//          (sparse_matvec.cuh). row_bytes is 0.
+enum class Fmt : int { kF32, kF16, kBF16, kQ8_0, kQ4_0, kQ4_1, kMdCsr };
 
 struct DevMatrix {
   const uint8_t* w = nullptr;    // [rows][row_bytes]
@@ -25,6 +28,8 @@ struct DevMatrix {
   int rows = 0, cols = 0;
   int row_bytes = 0;             // multiple of 16
   Fmt fmt = Fmt::kF32;
+  const uint16_t* bases = nullptr;   // kMdCsr only
+  const uint32_t* row_ptr = nullptr; // kMdCsr only
 };
 
 // One layer, with q/k/v fused into one matrix and gate/up interleaved into another:
@@ -58,7 +63,9 @@ struct StepState {
   const float2* rope = nullptr;  // [ctx][rope_dim/2] (cos, sin), computed on the host in double
   unsigned* barrier = nullptr;   // [2] grid barrier: arrive count, generation
   int d_model = 0, d_ff = 0, n_heads = 0, n_kv_heads = 0, head_dim = 0, rope_dim = 0;
-  int ctx = 0, window = 0, attn_chunk = 0, n_chunks_max = 0, vocab = 0;
+  // attention chunks: at most attn_chunk positions, at least attn_min_chunk (unless capped), at
+  // most n_chunks_max of them (s.part's capacity); see attn_plan
+  int ctx = 0, window = 0, attn_chunk = 0, attn_min_chunk = 0, n_chunks_max = 0, vocab = 0;
   int rope_interleaved = 0;
   int prefetch = 0;  // token mode: prefetch the next matvec's first row group into L2 at barriers
   float eps = 1e-5f, attn_scale = 1.0f;

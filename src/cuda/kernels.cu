@@ -34,7 +34,9 @@ __global__ void __launch_bounds__(kThreads) qkv_kernel(StepState s, DevLayer L, 
 __global__ void __launch_bounds__(kThreads) attention_kernel(StepState s, int layer) {
   attention_stage(s, layer, s.step[1], dyn_smem());
 }
-__global__ void __launch_bounds__(kThreads) merge_kernel(StepState s) { merge_stage(s, s.step[1]); }
+__global__ void __launch_bounds__(kThreads) merge_kernel(StepState s) {
+  merge_stage(s, s.step[1], dyn_smem());  // returns at once when the step has a single chunk
+}
 __global__ void __launch_bounds__(kThreads) wo_kernel(StepState s, DevLayer L) {
   __shared__ float red[kWarps + 1];
   wo_stage(s, L, dyn_smem(), red);
@@ -53,7 +55,8 @@ __global__ void __launch_bounds__(kThreads) head_kernel(StepState s, const float
   head_stage(s, out_norm, out, dyn_smem(), red);
 }
 
-// layer_kernel: a whole layer in one cooperative launch. Each barrier's reason:
+// layer_kernel: a whole layer in one cooperative launch (4 or 5 grid barriers: merge runs only when
+// the step's positions span several chunks). Each barrier's reason:
 __global__ void __launch_bounds__(kThreads) layer_kernel(StepState s, DevLayer L, int layer) {
   __shared__ float red[kWarps + 1];
   float* smem = dyn_smem();
@@ -61,9 +64,11 @@ __global__ void __launch_bounds__(kThreads) layer_kernel(StepState s, DevLayer L
   qkv_stage(s, L, layer, pos, smem, red);
   grid_barrier(s.barrier);  // K,V of pos are in the cache and q is complete
   attention_stage(s, layer, pos, smem);
-  grid_barrier(s.barrier);  // every chunk's partial state is written
-  merge_stage(s, pos);
-  grid_barrier(s.barrier);  // attn (all heads) is complete
+  grid_barrier(s.barrier);  // every chunk's partial state (with one chunk: attn) is written
+  if (attn_plan(s, pos).n_chunks > 1) {
+    merge_stage(s, pos, smem);
+    grid_barrier(s.barrier);  // attn (all heads) is complete
+  }
   wo_stage(s, L, smem, red);
   grid_barrier(s.barrier);  // x has the attention residual (the FFN norm needs all of x)
   ffn_up_stage(s, L, smem, red);
@@ -146,8 +151,10 @@ __global__ void __launch_bounds__(kThreads) token_kernel(StepState s, int n_laye
     token_barrier(s, &L.wo);
     attention_stage(s, l, pos, smem);
     token_barrier(s, nullptr);
-    merge_stage(s, pos);
-    token_barrier(s, nullptr);
+    if (attn_plan(s, pos).n_chunks > 1) {  // uniform over the grid: the barrier count stays equal
+      merge_stage(s, pos, smem);
+      token_barrier(s, nullptr);
+    }
     wo_stage(s, L, smem, red);
     token_barrier(s, &L.gate_up);
     ffn_up_stage(s, L, smem, red);
@@ -245,6 +252,7 @@ Result<int> resident_blocks(K kernel, size_t smem_bytes, int sm_count) {
 Status configure_kernels(size_t smem_bytes, int sm_count, LaunchConfig* cfg) {
   PDVM_TRY(set_smem(qkv_kernel, smem_bytes));
   PDVM_TRY(set_smem(attention_kernel, smem_bytes));
+  PDVM_TRY(set_smem(merge_kernel, smem_bytes));
   PDVM_TRY(set_smem(wo_kernel, smem_bytes));
   PDVM_TRY(set_smem(ffn_up_kernel, smem_bytes));
   PDVM_TRY(set_smem(down_kernel, smem_bytes));
@@ -285,8 +293,8 @@ Status launch_layer_ops(const StepState& s, const DevLayer& L, int layer, const 
   PDVM_CUDA_LAUNCHED("qkv_kernel");
   attention_kernel<<<c.grid_ops, kThreads, c.smem_bytes, c.stream>>>(s, layer);
   PDVM_CUDA_LAUNCHED("attention_kernel");
-  const int merge_blocks = (s.n_heads + kWarps - 1) / kWarps;
-  merge_kernel<<<merge_blocks, kThreads, 0, c.stream>>>(s);
+  // the same grid as attention_kernel: both derive the step's chunk plan from the grid size
+  merge_kernel<<<c.grid_ops, kThreads, c.smem_bytes, c.stream>>>(s);
   PDVM_CUDA_LAUNCHED("merge_kernel");
   wo_kernel<<<c.grid_ops, kThreads, c.smem_bytes, c.stream>>>(s, L);
   PDVM_CUDA_LAUNCHED("wo_kernel");

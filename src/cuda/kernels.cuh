@@ -31,7 +31,7 @@ Status launch_layer_fused(const StepState& s, const DevLayer& L, int layer, cons
 // Token mode's layer table lives in constant memory (one per process): upload_token_layers writes
 // it (after a device synchronize, since another backend's kernel may be reading it); the caller
 // re-uploads whenever another backend uploaded last. At most kMaxTokenLayers layers.
-constexpr int kMaxTokenLayers = 256;  // 256 x 184 B = 47 KB of the 64 KB constant bank
+constexpr int kMaxTokenLayers = 256;  // 256 x 216 B = 55 KB of the 64 KB constant bank
 Status upload_token_layers(const DevLayer* layers, int n_layers, cudaStream_t stream);
 // The whole step (embed .. argmax) in one cooperative launch over the uploaded layer table.
 Status launch_token_fused(const StepState& s, int n_layers, const DevMatrix& embd,

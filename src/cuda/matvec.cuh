@@ -1,5 +1,6 @@
 // Block- and warp-level building blocks of every matrix-vector stage: staging the input vector
-// (optionally RMS-normalised) into shared memory, and y = W x for each weight format with
+// (optionally RMS-normalised) into shared memory, as floats and, for the quantized formats, as
+// two-term int8 codes; and y = W x for each weight format with
 // kRowsPerWarp rows per warp, 16-byte weight loads, f32 accumulation, and an epilogue functor
 // that consumes the rows (residual add, silu*up, rope + KV append, plain store).
 #pragma once
@@ -60,11 +61,47 @@ __device__ __forceinline__ float block_sum(float v, float* red) {
   return t;
 }
 
-// xs <- src (n floats, n % 4 == 0), times rsqrt(mean(src^2) + eps) * norm[i] when norm is given.
+// ---- the staged vector as int8 codes, for the quantized formats ---------------------------
+// Quantized weights are multiplied with x's two-term int8 codes, x ~= sf * (256 qh + ql) with
+// sf = max|x_block| / (127 * 256) per block of 32 (the CPU fast path's scheme, ~15 bits: one int8
+// term alone flipped SmolLM2's greedy tokens on the CPU), so that dp4a does 4 products per
+// instruction instead of PRMT + FADD + FFMA per weight (the q4 matvec was issue-bound at ~54% of
+// the read ceiling). Layout after the floats: per block of 32, 64 bytes
+// [qh 0-15][ql 0-15][qh 16-31][ql 16-31], plus 16 bytes of padding after every 128, so lanes at
+// 32-byte (q8: half a block each) and 64-byte (q4: a block each) strides hit distinct banks; then
+// a float2 (sf, sum of the block's x) per block.
+__host__ __device__ constexpr int xq_block(int b) { return 64 * b + 16 * (b >> 1); }
+__host__ __device__ constexpr int xq_offset(int n) { return (xs_floats(n) * 4 + 15) & ~15; }
+__host__ __device__ constexpr int xsc_offset(int n) {
+  return xq_offset(n) + ((xq_block(n / 32) + 64 + 15) & ~15);
+}
+// Shared-memory bytes a staged vector of n values takes (floats, codes and block scales).
+__host__ __device__ constexpr int staged_bytes(int n) { return xsc_offset(n) + (n / 32) * 8 + 16; }
+
+struct StagedX {
+  const float* f;     // xs_index layout
+  const uint8_t* q;   // xq_block layout
+  const float2* sc;   // (sf, sum) per block of 32
+  __device__ StagedX(const float* smem, int n)
+      : f(smem),
+        q(reinterpret_cast<const uint8_t*>(smem) + xq_offset(n)),
+        sc(reinterpret_cast<const float2*>(reinterpret_cast<const uint8_t*>(smem) + xsc_offset(n))) {}
+};
+
+__device__ __forceinline__ bool quantized_x(Fmt f) {
+  return f == Fmt::kQ8_0 || f == Fmt::kQ4_0 || f == Fmt::kQ4_1;
+}
+
+// xs <- src (n floats, n % 4 == 0), times rsqrt(mean(src^2) + eps) * norm[i] when norm is given;
+// `padded`: at xs_index(i) (dense matvecs) or at i (sparse ones);
+// with `codes` (n % 32 == 0) also the int8 codes and block scales above. Each thread handles 4
+// consecutive values, so the 8 threads of a block of 32 are 8 adjacent lanes: its max and sum take
+// 3 shuffles each, inside the same pass (a separate warp-per-block pass cost ~0.35 ms per Phi-4
+// q8_0 token: 35 dependent shuffle chains per block for d_ff).
 // src was written by other blocks in an earlier phase, so it is read with plain (coherent) loads.
 // Reads: n*4 B (twice when normalising; the second pass hits L1/L2).
 __device__ inline void stage_vector(float* xs, const float* src, int n, const float* norm,
-                                    float eps, float* red) {
+                                    float eps, float* red, bool codes, bool padded) {
   float scale = 1.0f;
   if (norm != nullptr) {
     float ss = 0.0f;
@@ -76,55 +113,87 @@ __device__ inline void stage_vector(float* xs, const float* src, int n, const fl
   } else {
     __syncthreads();  // xs may still be read by the previous stage's warps
   }
-  for (int i = threadIdx.x * 4; i < n; i += kThreads * 4) {
-    float4 v = *reinterpret_cast<const float4*>(src + i);
-    if (norm != nullptr) {
+  uint8_t* q = reinterpret_cast<uint8_t*>(xs) + xq_offset(n);
+  float2* sc = reinterpret_cast<float2*>(reinterpret_cast<uint8_t*>(xs) + xsc_offset(n));
+  // The loop bound is warp-uniform (the shuffles need whole warps); with n % 32 == 0 the 8 lanes
+  // of a block of 32 are all in range or all out.
+  for (int i0 = (threadIdx.x & ~31) * 4; i0 < n; i0 += kThreads * 4) {
+    const int i = i0 + (threadIdx.x & 31) * 4;
+    const bool in = i < n;
+    float4 v = in ? *reinterpret_cast<const float4*>(src + i) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    if (norm != nullptr && in) {
       const float4 g = *reinterpret_cast<const float4*>(norm + i);
       v.x *= scale * g.x; v.y *= scale * g.y; v.z *= scale * g.z; v.w *= scale * g.w;
     }
-    *reinterpret_cast<float4*>(xs + xs_index(i)) = v;
+    if (in) *reinterpret_cast<float4*>(xs + (padded ? xs_index(i) : i)) = v;
+    if (codes) {
+      float amax = fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w)));
+      float sum = (v.x + v.y) + (v.z + v.w);
+#pragma unroll
+      for (int off = 1; off < 8; off <<= 1) {
+        amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
+        sum += __shfl_xor_sync(0xffffffffu, sum, off);
+      }
+      const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+      const float vals[4] = {v.x, v.y, v.z, v.w};
+      unsigned hi = 0, lo = 0;
+#pragma unroll
+      for (int k = 0; k < 4; ++k) {
+        const float t = vals[k] * inv;
+        const int qh = __float2int_rn(t);
+        const int ql = max(-127, min(127, __float2int_rn((t - float(qh)) * 256.0f)));
+        hi |= unsigned(qh & 0xFF) << (8 * k);
+        lo |= unsigned(ql & 0xFF) << (8 * k);
+      }
+      const int b = i >> 5, j = i & 31;
+      if (!in) continue;
+      uint8_t* dst = q + xq_block(b) + j + (j >= 16 ? 16 : 0);
+      *reinterpret_cast<unsigned*>(dst) = hi;
+      *reinterpret_cast<unsigned*>(dst + 16) = lo;
+      if (j == 0) sc[b] = make_float2(amax * (1.0f / (127.0f * 256.0f)), sum);
+    }
   }
   __syncthreads();
+}
+
+// The input of a matvec over m: staged floats, plus their codes when m's format multiplies codes.
+__device__ inline void stage_input(float* xs, const float* src, int n, const float* norm, float eps,
+                                   float* red, const DevMatrix& m) {
+  stage_vector(xs, src, n, norm, eps, red, quantized_x(m.fmt), m.fmt != Fmt::kMdCsr);
 }
 
 // ---- per-format pieces: scale of chunk c of row r, and the dot of one 16-byte chunk ----------
 // A chunk is the 16 bytes one lane loads: 16 q8 weights, 32 q4 weights, 8 f16/bf16, 4 f32.
 
-// float(byte b of u) for a byte holding 0..255, by building the float 2^23 + byte (PRMT + FADD at
-// full rate, instead of the quarter-rate I2F conversion that would cap the q8/q4 matvecs).
-__device__ __forceinline__ float byte_as_float(unsigned u, int b, float bias) {
-  return __int_as_float(int(__byte_perm(u, 0x4B000000u, 0x7440u | unsigned(b)))) - bias;
-}
-
+// q8_0 chunk c = half of block c/2: 4 words of int8 weights against 4 words of qh and of ql.
+// Per row: 8 dp4a, one I2F and an FFMA for 16 weights (was 52 instructions).
 struct FmtQ8 {
   __device__ static float2 scale(const DevMatrix& m, int r, int c) {
     const __half* s = static_cast<const __half*>(m.scales) + size_t(r) * (m.cols >> 5) + (c >> 1);
     return make_float2(__half2float(__ldg(s)), 0.0f);
   }
   __device__ static void accumulate(const int4 (&w)[kRowsPerWarp], const float2 (&sc)[kRowsPerWarp],
-                                    const float* xs, int c, float (&acc)[kRowsPerWarp]) {
-    float xv[16];
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      const float4 v = ld_x4(xs, c * 16 + 4 * k);
-      xv[4 * k] = v.x; xv[4 * k + 1] = v.y; xv[4 * k + 2] = v.z; xv[4 * k + 3] = v.w;
-    }
+                                    const StagedX& x, int c, float (&acc)[kRowsPerWarp]) {
+    const uint8_t* xb = x.q + xq_block(c >> 1) + 32 * (c & 1);
+    const int4 xh = *reinterpret_cast<const int4*>(xb);
+    const int4 xl = *reinterpret_cast<const int4*>(xb + 16);
+    const float sf = x.sc[c >> 1].x;
 #pragma unroll
     for (int i = 0; i < kRowsPerWarp; ++i) {
-      const unsigned words[4] = {unsigned(w[i].x), unsigned(w[i].y), unsigned(w[i].z),
-                                 unsigned(w[i].w)};
-      float d = 0.0f;
-#pragma unroll
-      for (int k = 0; k < 4; ++k) {
-        const unsigned u = words[k] ^ 0x80808080u;  // int8 -> uint8 + 128
-#pragma unroll
-        for (int b = 0; b < 4; ++b) d += byte_as_float(u, b, 8388736.0f) * xv[4 * k + b];
-      }
-      acc[i] += sc[i].x * d;
+      int th = __dp4a(w[i].x, xh.x, 0), tl = __dp4a(w[i].x, xl.x, 0);
+      th = __dp4a(w[i].y, xh.y, th); tl = __dp4a(w[i].y, xl.y, tl);
+      th = __dp4a(w[i].z, xh.z, th); tl = __dp4a(w[i].z, xl.z, tl);
+      th = __dp4a(w[i].w, xh.w, th); tl = __dp4a(w[i].w, xl.w, tl);
+      // |th| <= 16*127*127, so 256*th + tl fits in int32 exactly
+      acc[i] += __int2float_rn(th * 256 + tl) * (sc[i].x * sf);
     }
   }
 };
 
+// q4 chunk c = block c (16 bytes: weight j in the low nibble of byte j, j+16 in the high one).
+// Nibbles 0..15 are valid signed bytes, so dp4a takes them as they are; the offset (Q4_0: -8) or
+// minimum (Q4_1) multiplies the block's exact sum of x. Per row: 12 LOP + 16 dp4a + ~4 for 32
+// weights (was 104).
 template <bool kHasMin>  // false: Q4_0, w = d*(q-8); true: Q4_1, w = d*q + m
 struct FmtQ4 {
   __device__ static float2 scale(const DevMatrix& m, int r, int c) {
@@ -137,34 +206,33 @@ struct FmtQ4 {
     }
   }
   __device__ static void accumulate(const int4 (&w)[kRowsPerWarp], const float2 (&sc)[kRowsPerWarp],
-                                    const float* xs, int c, float (&acc)[kRowsPerWarp]) {
-    float xv[32];
-#pragma unroll
-    for (int k = 0; k < 8; ++k) {
-      const float4 v = ld_x4(xs, c * 32 + 4 * k);
-      xv[4 * k] = v.x; xv[4 * k + 1] = v.y; xv[4 * k + 2] = v.z; xv[4 * k + 3] = v.w;
-    }
-    float sum_x = 0.0f;
-    if constexpr (kHasMin) {
-#pragma unroll
-      for (int j = 0; j < 32; ++j) sum_x += xv[j];
-    }
+                                    const StagedX& x, int c, float (&acc)[kRowsPerWarp]) {
+    const uint8_t* xb = x.q + xq_block(c);
+    const int4 h0 = *reinterpret_cast<const int4*>(xb);       // qh of weights 0-15
+    const int4 l0 = *reinterpret_cast<const int4*>(xb + 16);  // ql of weights 0-15
+    const int4 h1 = *reinterpret_cast<const int4*>(xb + 32);  // qh of weights 16-31
+    const int4 l1 = *reinterpret_cast<const int4*>(xb + 48);  // ql of weights 16-31
+    const int xh0[4] = {h0.x, h0.y, h0.z, h0.w}, xl0[4] = {l0.x, l0.y, l0.z, l0.w};
+    const int xh1[4] = {h1.x, h1.y, h1.z, h1.w}, xl1[4] = {l1.x, l1.y, l1.z, l1.w};
+    const float2 xs = x.sc[c];
 #pragma unroll
     for (int i = 0; i < kRowsPerWarp; ++i) {
-      const unsigned words[4] = {unsigned(w[i].x), unsigned(w[i].y), unsigned(w[i].z),
-                                 unsigned(w[i].w)};
-      constexpr float kBias = kHasMin ? 8388608.0f : 8388616.0f;  // 2^23 (+8 for Q4_0's offset)
-      float d = 0.0f;
+      const int words[4] = {w[i].x, w[i].y, w[i].z, w[i].w};
+      int th = 0, tl = 0;
 #pragma unroll
       for (int k = 0; k < 4; ++k) {
-        const unsigned lo = words[k] & 0x0F0F0F0Fu, hi = (words[k] >> 4) & 0x0F0F0F0Fu;
-#pragma unroll
-        for (int b = 0; b < 4; ++b) {
-          d += byte_as_float(lo, b, kBias) * xv[4 * k + b];
-          d += byte_as_float(hi, b, kBias) * xv[16 + 4 * k + b];
-        }
+        const int lo = words[k] & 0x0F0F0F0F, hi = (words[k] >> 4) & 0x0F0F0F0F;
+        th = __dp4a(lo, xh0[k], th);
+        tl = __dp4a(lo, xl0[k], tl);
+        th = __dp4a(hi, xh1[k], th);
+        tl = __dp4a(hi, xl1[k], tl);
       }
-      acc[i] += sc[i].x * d + sc[i].y * sum_x;
+      const float dot = __int2float_rn(th * 256 + tl) * xs.x;  // sum of q * x over the block
+      if constexpr (kHasMin) {
+        acc[i] += sc[i].x * dot + sc[i].y * xs.y;
+      } else {
+        acc[i] += sc[i].x * (dot - 8.0f * xs.y);
+      }
     }
   }
 };
@@ -174,7 +242,8 @@ struct FmtDense {
   static constexpr int kPerChunk = kFmt == Fmt::kF32 ? 4 : 8;
   __device__ static float2 scale(const DevMatrix&, int, int) { return make_float2(1.0f, 0.0f); }
   __device__ static void accumulate(const int4 (&w)[kRowsPerWarp], const float2 (&)[kRowsPerWarp],
-                                    const float* xs, int c, float (&acc)[kRowsPerWarp]) {
+                                    const StagedX& x, int c, float (&acc)[kRowsPerWarp]) {
+    const float* xs = x.f;
     float xv[kPerChunk];
 #pragma unroll
     for (int k = 0; k < kPerChunk / 4; ++k) {
@@ -210,7 +279,7 @@ struct FmtDense {
 // Reads: kRowsPerWarp * (row_bytes + scale bytes) from HBM; x from shared memory.
 // FLOPs: 2 per weight per row: ~2 FLOP/B for q8, 4 for q4, 1 for bf16: bandwidth-bound.
 template <class F>
-__device__ __forceinline__ void matvec_rows_warp(const DevMatrix& m, int row0, const float* xs,
+__device__ __forceinline__ void matvec_rows_warp(const DevMatrix& m, int row0, const StagedX& xs,
                                                  float (&acc)[kRowsPerWarp]) {
   const int lane = threadIdx.x & 31;
   const int n_chunks = m.row_bytes >> 4;
@@ -244,7 +313,8 @@ __device__ __forceinline__ void matvec_rows_warp(const DevMatrix& m, int row0, c
 // The warps of the whole grid share the row groups; warp-major numbering spreads a matrix with
 // fewer groups than warps evenly over all blocks (hence all SMs).
 template <class F, class Epi>
-__device__ void matvec_stage_fmt(const DevMatrix& m, const float* xs, const Epi& epi) {
+__device__ void matvec_stage_fmt(const DevMatrix& m, const float* smem, const Epi& epi) {
+  const StagedX xs(smem, m.cols);
   const int n_groups = (m.rows + kRowsPerWarp - 1) / kRowsPerWarp;
   const int first = (threadIdx.x >> 5) * gridDim.x + blockIdx.x;
   for (int g = first; g < n_groups; g += gridDim.x * kWarps) {
@@ -253,6 +323,10 @@ __device__ void matvec_stage_fmt(const DevMatrix& m, const float* xs, const Epi&
     epi(g * kRowsPerWarp, acc);
   }
 }
+
+}  // namespace pdvm::cuda
+#include "cuda/sparse_matvec.cuh"  // matvec_stage_mdcsr (uses the primitives above)
+namespace pdvm::cuda {
 
 // The format switch is uniform across the grid (one matrix per stage), so it costs one branch.
 template <class Epi>
@@ -264,6 +338,7 @@ __device__ void matvec_stage(const DevMatrix& m, const float* xs, const Epi& epi
     case Fmt::kBF16: matvec_stage_fmt<FmtDense<Fmt::kBF16>>(m, xs, epi); break;
     case Fmt::kF16: matvec_stage_fmt<FmtDense<Fmt::kF16>>(m, xs, epi); break;
     case Fmt::kF32: matvec_stage_fmt<FmtDense<Fmt::kF32>>(m, xs, epi); break;
+    case Fmt::kMdCsr: matvec_stage_mdcsr(m, xs, epi); break;
   }
 }
 
@@ -276,6 +351,7 @@ __device__ void matvec_stage(const DevMatrix& m, const float* xs, const Epi& epi
 // evicted before its use. Scales of those columns too. No effect on results.
 constexpr int kPrefetchRowBytes = 1024;
 __device__ inline void prefetch_first_group(const DevMatrix& m) {
+  if (m.fmt == Fmt::kMdCsr) return;  // rows have no fixed stride
   const int n_groups = (m.rows + kRowsPerWarp - 1) / kRowsPerWarp;
   const int g = (threadIdx.x >> 5) * gridDim.x + blockIdx.x;
   if (g >= n_groups) return;
@@ -298,6 +374,7 @@ __device__ inline float dequant_one(const DevMatrix& m, int row, int col) {
   const uint8_t* r = m.w + size_t(row) * m.row_bytes;
   const size_t g = size_t(row) * (m.cols >> 5) + (col >> 5);
   switch (m.fmt) {
+    case Fmt::kMdCsr: return 0.0f;  // never an embedding: the upload rejects it
     case Fmt::kF32: return reinterpret_cast<const float*>(r)[col];
     case Fmt::kF16: return __half2float(reinterpret_cast<const __half*>(r)[col]);
     case Fmt::kBF16: return __bfloat162float(reinterpret_cast<const __nv_bfloat16*>(r)[col]);

@@ -113,50 +113,55 @@ struct StoreEpilogue {
 // RMSNorm(x) -> qkv matvec -> bias, rope; q to s.q, K and V of `pos` into the cache.
 __device__ inline void qkv_stage(const StepState& s, const DevLayer& L, int layer, int pos,
                                  float* smem, float* red) {
-  stage_vector(smem, s.x, s.d_model, L.attn_norm, s.eps, red);
+  stage_input(smem, s.x, s.d_model, L.attn_norm, s.eps, red, L.qkv);
   matvec_stage(L.qkv, smem, QkvEpilogue{&s, L.qkv_bias, layer, pos});
 }
 
-// Partial attention for every (kv head, chunk) pair, one warp each.
+// Partial attention for every (kv head, chunk) pair, one warp each; with a single chunk the warp
+// writes the normalised output and the merge stage is skipped.
 __device__ inline void attention_stage(const StepState& s, int layer, int pos, float* smem) {
-  const int c0 = attn_start(s, pos) / s.attn_chunk, c1 = pos / s.attn_chunk;
-  const int n_items = s.n_kv_heads * (c1 - c0 + 1);
-  const int warp = threadIdx.x >> 5;
-  float* sc = smem + warp * kMaxGroup * kMaxChunk;
+  const AttnPlan p = attn_plan(s, pos);
+  const int n_items = s.n_kv_heads * p.n_chunks;
   const int group = s.n_heads / s.n_kv_heads;
-  for (int it = warp * gridDim.x + blockIdx.x; it < n_items; it += gridDim.x * kWarps)
+  float* qs = smem + (threadIdx.x >> 5) * kMaxGroup * s.head_dim;
+  for (int it = (threadIdx.x >> 5) * gridDim.x + blockIdx.x; it < n_items; it += gridDim.x * kWarps) {
+    const int j = it / s.n_kv_heads, t0 = p.t0 + j * p.chunk;
+    const int n = min(p.chunk, pos + 1 - t0);
     for (int g0 = 0; g0 < group; g0 += kMaxGroup)
-      attend_chunk_warp(s, layer, it % s.n_kv_heads, c0 + it / s.n_kv_heads, pos, sc, g0,
-                        min(kMaxGroup, group - g0));
+      attend_chunk_warp(s, layer, it % s.n_kv_heads, t0, n, j, p.n_chunks, g0,
+                        min(kMaxGroup, group - g0), qs);
+  }
 }
 
-__device__ inline void merge_stage(const StepState& s, int pos) {
-  for (int h = (threadIdx.x >> 5) * gridDim.x + blockIdx.x; h < s.n_heads; h += gridDim.x * kWarps)
-    merge_head_warp(s, h, pos);
+// One block per query head combines its chunks (nothing to do with a single chunk).
+__device__ inline void merge_stage(const StepState& s, int pos, float* smem) {
+  const AttnPlan p = attn_plan(s, pos);
+  if (p.n_chunks == 1) return;
+  for (int h = blockIdx.x; h < s.n_heads; h += gridDim.x) merge_head_block(s, h, p.n_chunks, smem);
 }
 
 // x += Wo . attn
 __device__ inline void wo_stage(const StepState& s, const DevLayer& L, float* smem, float* red) {
-  stage_vector(smem, s.attn, s.n_heads * s.head_dim, nullptr, 0.0f, red);
+  stage_input(smem, s.attn, s.n_heads * s.head_dim, nullptr, 0.0f, red, L.wo);
   matvec_stage(L.wo, smem, ResidualEpilogue{s.x, s.d_model});
 }
 
 // act = silu(W_gate . n) * (W_up . n), n = RMSNorm(x)
 __device__ inline void ffn_up_stage(const StepState& s, const DevLayer& L, float* smem, float* red) {
-  stage_vector(smem, s.x, s.d_model, L.ffn_norm, s.eps, red);
+  stage_input(smem, s.x, s.d_model, L.ffn_norm, s.eps, red, L.gate_up);
   matvec_stage(L.gate_up, smem, SiluMulEpilogue{s.act, s.d_ff});
 }
 
 // x += W_down . act
 __device__ inline void down_stage(const StepState& s, const DevLayer& L, float* smem, float* red) {
-  stage_vector(smem, s.act, s.d_ff, nullptr, 0.0f, red);
+  stage_input(smem, s.act, s.d_ff, nullptr, 0.0f, red, L.down);
   matvec_stage(L.down, smem, ResidualEpilogue{s.x, s.d_model});
 }
 
 // logits = W_out . RMSNorm(x)
 __device__ inline void head_stage(const StepState& s, const float* out_norm, const DevMatrix& out,
                                   float* smem, float* red) {
-  stage_vector(smem, s.x, s.d_model, out_norm, s.eps, red);
+  stage_input(smem, s.x, s.d_model, out_norm, s.eps, red, out);
   matvec_stage(out, smem, StoreEpilogue{s.logits, s.vocab});
 }
 

@@ -1,0 +1,79 @@
+// y = W x for MdCSR matrices (docs/FORMAT.md) on the GPU. Included by matvec.cuh (it uses its
+// warp primitives and kRowsPerWarp); matvec_stage dispatches here for Fmt::kMdCsr.
+//
+// Device layout (repacked at upload, same bytes as the file): chunk k is 32 bytes, its 16 int8
+// values then its 16 column deltas, so one lane reads a whole chunk with two 16-byte loads that
+// the warp's lanes coalesce; the u16 chunk bases, f32 row scales and u32 row pointers are arrays
+// of their own. The input vector is staged as plain floats (no bank padding: the columns a lane
+// reads are data-dependent anyway).
+#pragma once
+
+namespace pdvm::cuda {
+
+// int8 (stored ^ 0x80 as 0..255 in byte b of u) -> float by building 2^23 + byte: PRMT + FADD at
+// full rate instead of the quarter-rate I2F.
+__device__ __forceinline__ float biased_byte_as_float(unsigned u, int b) {
+  return __int_as_float(int(__byte_perm(u, 0x4B000000u, 0x7440u | unsigned(b)))) - 8388736.0f;
+}
+
+// One chunk: col runs from the base through the 16 prefix-summed deltas; padding entries have
+// value 0 and a column inside the row (validated at load), so they add 0.
+// Per entry: byte extract + add (the column), a shared-memory load of x, PRMT + FADD, FFMA.
+__device__ __forceinline__ float mdcsr_chunk_dot(int4 v, int4 d, int col, const float* xs) {
+  const unsigned vw[4] = {unsigned(v.x) ^ 0x80808080u, unsigned(v.y) ^ 0x80808080u,
+                          unsigned(v.z) ^ 0x80808080u, unsigned(v.w) ^ 0x80808080u};
+  const unsigned dw[4] = {unsigned(d.x), unsigned(d.y), unsigned(d.z), unsigned(d.w)};
+  float s0 = 0.0f, s1 = 0.0f;
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+#pragma unroll
+    for (int b = 0; b < 4; ++b) {
+      col += int((dw[k] >> (8 * b)) & 0xFFu);
+      const float p = biased_byte_as_float(vw[k], b) * xs[col];
+      if (b & 1) s1 += p; else s0 += p;
+    }
+  }
+  return s0 + s1;
+}
+
+// A warp takes kRowsPerWarp consecutive rows; their chunks are one contiguous range
+// [row_ptr[row0], row_ptr[row0 + kRowsPerWarp]), which its lanes stride with two chunks in flight
+// per lane (rows of unequal length cost no idle lanes). Each chunk's sum goes to its row's
+// accumulator; the row scale is applied once at the end.
+// Reads: 34 B per chunk of 16 entries + 8 B per row (~2.13 B per kept weight). FLOPs: 2 per entry.
+template <class Epi>
+__device__ void matvec_stage_mdcsr(const DevMatrix& m, const float* xs, const Epi& epi) {
+  const int n_groups = (m.rows + kRowsPerWarp - 1) / kRowsPerWarp;
+  const int lane = threadIdx.x & 31;
+  const float* scale = static_cast<const float*>(m.scales);
+  for (int g = (threadIdx.x >> 5) * gridDim.x + blockIdx.x; g < n_groups; g += gridDim.x * kWarps) {
+    const int row0 = g * kRowsPerWarp;
+    unsigned bound[kRowsPerWarp + 1];
+#pragma unroll
+    for (int i = 0; i <= kRowsPerWarp; ++i) bound[i] = __ldg(m.row_ptr + min(row0 + i, m.rows));
+    float acc[kRowsPerWarp];
+#pragma unroll
+    for (int i = 0; i < kRowsPerWarp; ++i) acc[i] = 0.0f;
+    auto add = [&](unsigned k, float v) {
+#pragma unroll
+      for (int i = 0; i < kRowsPerWarp; ++i)
+        if (k >= bound[i] && k < bound[i + 1]) acc[i] += v;
+    };
+    for (unsigned k = bound[0] + lane; k < bound[kRowsPerWarp]; k += 64) {
+      const unsigned k2 = k + 32;
+      const bool has2 = k2 < bound[kRowsPerWarp];
+      const unsigned k2l = has2 ? k2 : k;
+      const int4 v1 = ld_weight16(m.w + size_t(k) * 32), d1 = ld_weight16(m.w + size_t(k) * 32 + 16);
+      const int4 v2 = ld_weight16(m.w + size_t(k2l) * 32), d2 = ld_weight16(m.w + size_t(k2l) * 32 + 16);
+      const int b1 = __ldg(m.bases + k), b2 = __ldg(m.bases + k2l);
+      add(k, mdcsr_chunk_dot(v1, d1, b1, xs));
+      if (has2) add(k2, mdcsr_chunk_dot(v2, d2, b2, xs));
+    }
+#pragma unroll
+    for (int i = 0; i < kRowsPerWarp; ++i)
+      acc[i] = warp_sum(acc[i]) * (row0 + i < m.rows ? __ldg(scale + row0 + i) : 0.0f);
+    epi(row0, acc);
+  }
+}
+
+}  // namespace pdvm::cuda
