@@ -5,11 +5,13 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <tuple>
 
 #include "bench/harness.h"
 #include "core/traffic.h"
@@ -47,15 +49,27 @@ BenchOptions tiny_options() {
   return o;
 }
 
+// Bytes of one matrix counted from its arrays: a dense one is rows x row bytes; a sparse one is
+// row_ptr + row_scale + values, plus MdCSR's deltas (one per value) and chunk bases (2 B per
+// chunk, row_ptr[rows] chunks) or the bitmap's masks (8 B per 64 columns per row).
+size_t matrix_array_bytes(const pdvm::core::Matrix& w) {
+  if (w.sparse == nullptr) return size_t(w.rows) * w.row_stride();
+  const auto& s = *w.sparse;
+  size_t n = size_t(w.rows + 1) * 4 + size_t(w.rows) * 4 + size_t(s.n_values);
+  if (w.type == pdvm::core::WeightType::kMdCsr) n += size_t(s.n_values) + size_t(s.row_ptr[w.rows]) * 2;
+  else n += size_t(w.rows) * size_t((w.cols + 63) / 64) * 8;
+  return n;
+}
+
 // Every byte a decode step reads from the model, from the Model's own views: each matrix's
-// n_bytes(), every f32 vector, and one row of the embedding.
+// arrays, every f32 vector, and one row of the embedding.
 size_t walk_model_bytes(const pdvm::core::Model& m) {
   size_t n = 0;
   for (const auto& l : m.layers) {
-    for (const auto* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) n += w->n_bytes();
+    for (const auto* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) n += matrix_array_bytes(*w);
     for (const auto* v : {&l.attn_norm, &l.ffn_norm, &l.bq, &l.bk, &l.bv}) n += v->size() * sizeof(float);
   }
-  n += m.output.n_bytes() + m.output_norm.size() * sizeof(float);
+  n += matrix_array_bytes(m.output) + m.output_norm.size() * sizeof(float);
   n += m.tok_embd.row_stride();
   return n;
 }
@@ -93,6 +107,101 @@ TEST(BenchHarness, BytesPerTokenEqualsAllocatedTensorsPlusKvRead) {
   const auto j = pdvm::bench::to_json(*report);
   EXPECT_EQ(j["results"][1]["bytes_per_token"]["total"].get<size_t>(),
             weights + size_t(c.n_layers) * 8 * kv_row);
+}
+
+// pdvm's int8 formats: bytes per token count the sparse arrays (which core::matrix_bytes, from
+// types alone, cannot), the report carries the sparsity, and the kept fraction moves the bytes.
+std::string error_of(const BenchOptions& o);
+
+class BenchInt8Formats : public testing::TestWithParam<std::tuple<const char*, double>> {};
+
+TEST_P(BenchInt8Formats, BytesPerTokenCountSparseArrays) {
+  const auto [format, sparsity] = GetParam();
+  const bool sparse = std::string(format) != "i8_row";
+  BenchOptions o = tiny_options();
+  o.depths = {4};
+  o.shape.layer_format = format;
+  o.shape.head_format = "";  // default: the layer format, q8_0 for the sparse ones
+  if (sparse) o.shape.sparsity = sparsity;
+  auto report = pdvm::bench::run_bench(o);
+  ASSERT_TRUE(report.is_ok()) << report.status().message();
+  auto spec = pdvm::bench::make_synthetic_spec(o.shape);
+  ASSERT_TRUE(spec.is_ok()) << spec.status().message();
+  EXPECT_DOUBLE_EQ(spec->sparsity, sparse ? sparsity : 0.0);
+  auto model = pdvm::model::make_synthetic_model(*spec);
+  ASSERT_TRUE(model.is_ok()) << model.status().message();
+  EXPECT_EQ(pdvm::core::weight_type_name(model->layers[0].w_up.type), format);
+  EXPECT_EQ(pdvm::core::weight_type_name(model->output.type), sparse ? "q8_0" : "i8_row");
+  const size_t weights = walk_model_bytes(*model);
+  EXPECT_EQ(weights, model->weight_bytes_per_token() + model->tok_embd.row_stride());
+  const auto& c = model->config;
+  const size_t kv = size_t(c.n_layers) * 5 * size_t(2 * c.n_kv_heads * c.head_dim) * sizeof(float);
+  ASSERT_EQ(report->results.size(), 1u);
+  EXPECT_EQ(report->results[0].traffic.weight_bytes(), weights);
+  EXPECT_EQ(report->results[0].traffic.total_bytes(), weights + kv);
+  EXPECT_EQ(report->model_weight_bytes, weights);
+  // layer weights in bytes per weight: bitmap k + 1/8 (+ 8 B per row), MdCSR ~2.13 k, i8_row 1
+  size_t layer_weights = 0;
+  for (const auto& l : model->layers)
+    for (const auto* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down})
+      layer_weights += size_t(w->rows * w->cols);
+  const double per_weight = double(report->results[0].traffic.layer_weight_bytes) / double(layer_weights);
+  const double k = 1.0 - sparsity;
+  const double want = std::string(format) == "bitmap_i8" ? k + 0.25 : sparse ? 2.13 * k + 0.25 : 1.0;
+  EXPECT_NEAR(per_weight, want, std::string(format) == "mdcsr" ? 0.35 : 0.1) << format;
+  const auto j = pdvm::bench::to_json(*report);
+  EXPECT_TRUE(pdvm::bench::validate_report_json(j).is_ok());
+  EXPECT_EQ(j["model"]["layer_format"], format);
+  if (sparse) {
+    ASSERT_TRUE(report->sparsity.has_value());
+    EXPECT_DOUBLE_EQ(*report->sparsity, sparsity);
+    EXPECT_DOUBLE_EQ(j["model"]["sparsity"].get<double>(), sparsity);
+    EXPECT_NE(pdvm::bench::format_table(*report).find("% sparsity"), std::string::npos);
+  } else {
+    EXPECT_TRUE(j["model"]["sparsity"].is_null());
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Formats, BenchInt8Formats,
+                         testing::Values(std::make_tuple("i8_row", 0.0), std::make_tuple("mdcsr", 0.3),
+                                         std::make_tuple("mdcsr", 0.7), std::make_tuple("bitmap_i8", 0.5)),
+                         [](const auto& info) {
+                           return std::string(std::get<0>(info.param)) + "_" +
+                                  std::to_string(int(std::lround(100 * std::get<1>(info.param))));
+                         });
+
+TEST(BenchHarness, SparseFormatsDefaultToHalfSparsity) {
+  ShapeArgs a = tiny_shape();
+  a.layer_format = "bitmap_i8";
+  a.head_format = "";
+  auto spec = pdvm::bench::make_synthetic_spec(a);
+  ASSERT_TRUE(spec.is_ok()) << spec.status().message();
+  EXPECT_DOUBLE_EQ(spec->sparsity, 0.5);
+  EXPECT_EQ(spec->head_type, pdvm::core::WeightType::kQ8_0);
+}
+
+TEST(BenchHarness, BadSparsity) {
+  for (double bad : {1.5, 1.0, -0.2}) {
+    BenchOptions o = tiny_options();
+    o.shape.layer_format = "mdcsr";
+    o.shape.sparsity = bad;
+    const std::string e = error_of(o);
+    EXPECT_NE(e.find("--sparsity"), std::string::npos) << e;
+    EXPECT_NE(e.find("[0, 1)"), std::string::npos) << e;
+  }
+  for (const char* dense : {"bf16", "q8_0", "i8_row"}) {
+    BenchOptions o = tiny_options();
+    o.shape.layer_format = dense;
+    o.shape.sparsity = 0.5;
+    const std::string e = error_of(o);
+    EXPECT_NE(e.find("--sparsity applies to the sparse formats"), std::string::npos) << e;
+    EXPECT_NE(e.find(dense), std::string::npos) << e;
+  }
+  BenchOptions h = tiny_options();
+  h.shape.layer_format = "mdcsr";
+  h.shape.head_format = "bitmap_i8";
+  const std::string eh = error_of(h);
+  EXPECT_NE(eh.find("cannot be sparse"), std::string::npos) << eh;
 }
 
 TEST(BenchHarness, MeanKvTrafficOverSeveralTokensAndSlidingWindow) {
@@ -270,6 +379,11 @@ TEST(BenchHarness, CliRunsPhi4FourLayers) {
   // bad input: exit 2 with the list of shapes
   EXPECT_EQ(run("'" + cli + "' bench --shape nope -q", out), 2) << out;
   EXPECT_NE(out.find("smollm2-135m"), std::string::npos) << out;
+  // --sparsity out of range, or for a dense format: exit 2 before anything is measured
+  EXPECT_EQ(run("'" + cli + "' bench --shape phi-4 --format mdcsr --sparsity 1.5 -q", out), 2) << out;
+  EXPECT_NE(out.find("[0, 1)"), std::string::npos) << out;
+  EXPECT_EQ(run("'" + cli + "' bench --shape phi-4 --format bf16 --sparsity 0.5 -q", out), 2) << out;
+  EXPECT_NE(out.find("sparse formats"), std::string::npos) << out;
 }
 
 }  // namespace

@@ -53,11 +53,46 @@ Result<core::WeightType> parse_synthetic_format(const std::string& name, const c
   return t.value();
 }
 
+std::string number(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%g", v);
+  return buf;
+}
+
+// Zero fraction over a model's sparse layer matrices (kept = n_nonzero); unset when none is sparse.
+std::optional<double> measured_sparsity(const core::Model& m) {
+  double kept = 0, total = 0;
+  for (const auto& l : m.layers)
+    for (const auto* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down})
+      if (w->sparse != nullptr) {
+        kept += double(w->sparse->n_nonzero);
+        total += double(w->rows) * double(w->cols);
+      }
+  if (total == 0) return std::nullopt;
+  return 1.0 - kept / total;
+}
+
 bool is_available_backend(const std::string& b) { return b == "cpu" || b == "cuda"; }
 
 }  // namespace
 
-std::vector<std::string> synthetic_formats() { return {"f32", "f16", "bf16", "q8_0", "q4_0", "q4_1"}; }
+std::vector<std::string> synthetic_formats() {
+  return {"f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "i8_row", "mdcsr", "bitmap_i8"};
+}
+
+core::TokenTraffic model_token_traffic(const core::Model& m, int64_t first_pos, int n_tokens,
+                                       int kv_elem_bytes) {
+  core::TokenTraffic t = core::mean_token_traffic(m.config, core::types_of(m), first_pos, n_tokens, kv_elem_bytes);
+  t.layer_weight_bytes = 0;
+  for (const auto& l : m.layers) {
+    for (const auto* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) t.layer_weight_bytes += w->n_bytes();
+    for (const auto* v : {&l.attn_norm, &l.ffn_norm, &l.bq, &l.bk, &l.bv})
+      t.layer_weight_bytes += v->size() * sizeof(float);
+  }
+  t.head_bytes = m.output.n_bytes() + m.output_norm.size() * sizeof(float);
+  t.embed_bytes = m.tok_embd.row_stride();
+  return t;
+}
 
 Stats Stats::of(std::vector<double> v) {
   Stats s;
@@ -125,9 +160,21 @@ Result<model::SyntheticSpec> make_synthetic_spec(const ShapeArgs& a) {
   PDVM_TRY(c.validate().with_context("shape '" + spec.shape + "'"));
 
   PDVM_ASSIGN_OR_RETURN(spec.layer_type, parse_synthetic_format(a.layer_format, "--format"));
-  PDVM_ASSIGN_OR_RETURN(spec.head_type,
-                        parse_synthetic_format(a.head_format.empty() ? a.layer_format : a.head_format,
-                                               "--head-format"));
+  const bool sparse = core::is_sparse(spec.layer_type);
+  // A sparse embedding has no rows to look up: sparse layer formats get a q8_0 head by default.
+  const std::string head = !a.head_format.empty() ? a.head_format : sparse ? "q8_0" : a.layer_format;
+  PDVM_ASSIGN_OR_RETURN(spec.head_type, parse_synthetic_format(head, "--head-format"));
+  if (core::is_sparse(spec.head_type))
+    return unsupported("--head-format '" + head + "': the embedding / LM head cannot be sparse (available: "
+                       "f32, f16, bf16, q8_0, q4_0, q4_1, i8_row)");
+  if (a.sparsity) {
+    if (!sparse)
+      return invalid_argument("--sparsity applies to the sparse formats (mdcsr, bitmap_i8), not --format " +
+                              a.layer_format);
+    if (!(*a.sparsity >= 0.0 && *a.sparsity < 1.0))
+      return invalid_argument("--sparsity " + number(*a.sparsity) + " is out of range: it must be in [0, 1)");
+  }
+  spec.sparsity = sparse ? a.sparsity.value_or(kDefaultSparsity) : 0.0;
   spec.seed = a.seed;
   return spec;
 }
@@ -233,6 +280,8 @@ Result<BenchReport> run_bench(const BenchOptions& o, const ProgressSink& progres
   } else if (!o.model_path.empty() && !o.shape.shape.empty()) {
     return invalid_argument("give either -m FILE or --shape NAME, not both");
   }
+  if (!o.model_path.empty() && o.shape.sparsity)
+    return invalid_argument("--sparsity applies to synthetic models; a model file keeps its own sparsity");
 
   // --- ceiling, measured in this process so "% of ceiling" compares like with like ----------
   auto measure_ceiling = [&]() -> Status {
@@ -285,6 +334,7 @@ Result<BenchReport> run_bench(const BenchOptions& o, const ProgressSink& progres
     r.shape = "file";
     r.layer_format = model.layers.empty() ? "" : std::string(core::weight_type_name(model.layers[0].w_up.type));
     r.head_format = std::string(core::weight_type_name(model.output.type));
+    r.sparsity = measured_sparsity(model);
     if (progress) progress("loaded " + o.model_path, true);
   } else {
     spec.threads = o.threads;
@@ -306,10 +356,10 @@ Result<BenchReport> run_bench(const BenchOptions& o, const ProgressSink& progres
     r.shape = spec.shape;
     r.layer_format = std::string(core::weight_type_name(spec.layer_type));
     r.head_format = std::string(core::weight_type_name(spec.head_type));
+    if (core::is_sparse(spec.layer_type)) r.sparsity = spec.sparsity;
   }
   r.has_model = true;
   r.config = model.config;
-  const core::ModelTypes types = core::types_of(model);
 
   // --- backend ----------------------------------------------------------------------------------
   std::vector<int> depths = o.depths;
@@ -346,7 +396,7 @@ Result<BenchReport> run_bench(const BenchOptions& o, const ProgressSink& progres
 #endif
   r.backend = backend->name();
   const int vocab = model.config.vocab_size;
-  r.model_weight_bytes = core::token_traffic(model.config, types, 0, r.kv_elem_bytes).weight_bytes();
+  r.model_weight_bytes = model_token_traffic(model, 0, 1, r.kv_elem_bytes).weight_bytes();
 
   // One decode step, wall time, as the backend runs it for `pdvm run`.
   auto step = [&](int pos) -> Result<StepTimes> {
@@ -436,7 +486,7 @@ Result<BenchReport> run_bench(const BenchOptions& o, const ProgressSink& progres
     d.ms_per_layer = Stats::of(layer_ms).median;
     d.ms_head = Stats::of(head_ms).median;
     d.tok_s = d.ms_per_token.median > 0 ? 1000.0 / d.ms_per_token.median : 0;
-    d.traffic = core::mean_token_traffic(model.config, types, depth, o.tokens, r.kv_elem_bytes);
+    d.traffic = model_token_traffic(model, depth, o.tokens, r.kv_elem_bytes);
     const double bytes = double(d.traffic.total_bytes());
     d.gbps = d.ms_per_token.median > 0 ? bytes / (d.ms_per_token.median * 1e6) : 0;
 #ifdef PDVM_HAVE_CUDA

@@ -26,14 +26,20 @@ struct ShapeArgs {
       n_layers = 0;   // 0: the shape's value (explicit values override the named shape)
   int layers = 0;     // --layers N: keep only the first N layers (0: all)
   std::string layer_format = "q8_0";
-  std::string head_format;  // "" -> same as layer_format
+  std::string head_format;  // "" -> same as layer_format (q8_0 for the sparse formats)
+  // --sparsity S: zero fraction of each layer-matrix row, only for the sparse formats (mdcsr,
+  // bitmap_i8), in [0, 1); unset -> kDefaultSparsity for them. An error for dense formats.
+  std::optional<double> sparsity;
   uint64_t seed = 0x5eed;
 };
+
+constexpr double kDefaultSparsity = 0.5;
 
 // Turns ShapeArgs into a validated synthetic spec; errors list what is known / available.
 Result<model::SyntheticSpec> make_synthetic_spec(const ShapeArgs& a);
 
-// Weight formats the synthetic generator (and so the CPU bench) can produce, by name.
+// Weight formats the synthetic generator (and so the CPU bench) can produce, by name. The
+// sparse ones (mdcsr, bitmap_i8) are layer formats only; their embedding / LM head is q8_0.
 std::vector<std::string> synthetic_formats();
 
 struct BenchOptions {
@@ -106,6 +112,9 @@ struct BenchReport {
   int context = 0;
   // model
   std::string source, shape, layer_format, head_format;
+  // Zero fraction of the sparse layer matrices: the spec's for synthetic models; for a file, kept
+  // weights counted over its sparse layer matrices. Unset when no layer matrix is sparse.
+  std::optional<double> sparsity;
   core::ModelConfig config;
   size_t model_weight_bytes = 0;  // traffic weights per token (layers + head + one embedding row)
   std::optional<size_t> device_weight_bytes;  // GPU: what the backend actually uploaded
@@ -119,6 +128,12 @@ struct BenchReport {
 // Progress lines ("generating weights 1.2/2.0 GB") go here; nullptr: silent.
 using ProgressSink = std::function<void(const std::string& line, bool final)>;
 ProgressSink stderr_progress();
+
+// Traffic of decoding `n_tokens` positions from `first_pos`, with the weight terms taken from
+// the model's own matrices (Matrix::n_bytes(): for the sparse types every array the kernel
+// reads), so it is right for any mix of types; the KV and FLOP terms are core::mean_token_traffic's.
+core::TokenTraffic model_token_traffic(const core::Model& m, int64_t first_pos, int n_tokens,
+                                       int kv_elem_bytes);
 
 // Runs the whole benchmark. Errors (bad shape, unknown format, no GPU, ...) say what is available.
 Result<BenchReport> run_bench(const BenchOptions& options, const ProgressSink& progress = nullptr);

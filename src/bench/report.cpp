@@ -172,6 +172,7 @@ json to_json(const BenchReport& r) {
                   {"vocab_size", c.vocab_size},
                   {"layer_format", r.layer_format},
                   {"head_format", r.head_format},
+                  {"sparsity", r.sparsity ? json(*r.sparsity) : json(nullptr)},
                   {"weight_bytes_per_token", r.model_weight_bytes},
                   {"device_weight_bytes",
                    r.device_weight_bytes ? json(*r.device_weight_bytes) : json(nullptr)}};
@@ -257,6 +258,8 @@ Status validate_report_json(const json& j) {
                           "weight_bytes_per_token"})
       PDVM_TRY(check(m, "$.model", k, kInteger));
     PDVM_TRY(check(m, "$.model", "device_weight_bytes", kIntegerOrNull));
+    // sparsity came later within schema 1 (null for dense layers; absent in earlier results)
+    if (m.contains("sparsity")) PDVM_TRY(check(m, "$.model", "sparsity", kNumberOrNull));
   }
   PDVM_TRY(check(j, "$", "results", kArray));
   for (size_t i = 0; i < j["results"].size(); ++i) {
@@ -316,11 +319,14 @@ std::string format_table(const BenchReport& r) {
   os << "\n";
   if (!r.has_model) return os.str();
   const auto& c = r.config;
+  char sparsity[48] = "";
+  if (r.sparsity) std::snprintf(sparsity, sizeof(sparsity), " at %.1f%% sparsity", 100.0 * *r.sparsity);
   std::snprintf(line, sizeof(line),
-                "model       %s: %d layers, d_model %d, d_ff %d, heads %d/%d x %d, vocab %d; weights %s, "
+                "model       %s: %d layers, d_model %d, d_ff %d, heads %d/%d x %d, vocab %d; weights %s%s, "
                 "head %s; %.3f GB/token\n",
                 r.source.c_str(), c.n_layers, c.d_model, c.d_ff, c.n_heads, c.n_kv_heads, c.head_dim,
-                c.vocab_size, r.layer_format.c_str(), r.head_format.c_str(), double(r.model_weight_bytes) / 1e9);
+                c.vocab_size, r.layer_format.c_str(), sparsity, r.head_format.c_str(),
+                double(r.model_weight_bytes) / 1e9);
   os << line;
   std::snprintf(line, sizeof(line), "settings    %d tokens x %d repeats after %d warm-up steps; context %d\n\n",
                 r.options.tokens, r.options.repeats, r.options.warmup, r.context);

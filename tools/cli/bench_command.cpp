@@ -14,6 +14,8 @@ struct BenchArgs {
   bench::BenchOptions o;
   std::string depths = "0";
   std::string format, head_format;
+  double sparsity = 0;
+  CLI::Option* sparsity_opt = nullptr;  // count() says whether --sparsity was given
   std::string json_path;
   bool quiet = false;
   int ceiling_mb = 512;
@@ -66,8 +68,13 @@ CLI::App* add_bench_command(CLI::App& app) {
   cmd->add_option("--vocab", o.shape.vocab_size, "synthetic: vocabulary size")->check(CLI::PositiveNumber);
   cmd->add_option("--n-layers", o.shape.n_layers, "synthetic: layer count")->check(CLI::PositiveNumber);
   cmd->add_option("--layers", o.shape.layers, "keep only the first N layers")->check(CLI::PositiveNumber);
-  cmd->add_option("--format", a.format, "synthetic layer weights: f32 f16 bf16 q8_0 q4_0 q4_1 (default q8_0)");
-  cmd->add_option("--head-format", a.head_format, "synthetic embedding / LM head weights (default: --format)");
+  cmd->add_option("--format", a.format,
+                  "synthetic layer weights: f32 f16 bf16 q8_0 q4_0 q4_1 i8_row mdcsr bitmap_i8 (default q8_0)");
+  cmd->add_option("--head-format", a.head_format,
+                  "synthetic embedding / LM head weights (default: --format; q8_0 for mdcsr, bitmap_i8)");
+  a.sparsity_opt = cmd->add_option("--sparsity", a.sparsity,
+                                   "synthetic mdcsr / bitmap_i8: zero fraction of each row, 0 <= S < 1 "
+                                   "(default 0.5)");
   cmd->add_option("--seed", o.shape.seed, "synthetic weights seed");
   cmd->add_option("--backend", o.backend, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->add_option("--gpu-mode", o.gpu_mode, "cuda execution mode: ops, layer, token");
@@ -102,6 +109,7 @@ int run_bench_command() {
                          "keeps its own weight types\n");
     return 2;
   }
+  if (a.sparsity_opt->count() > 0) o.shape.sparsity = a.sparsity;
   if (!a.format.empty()) o.shape.layer_format = a.format;
   if (!a.head_format.empty()) o.shape.head_format = a.head_format;
   o.ceiling_bytes = size_t(a.ceiling_mb) << 20;
