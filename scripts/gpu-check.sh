@@ -10,7 +10,8 @@
 # Env:   PDVM_PREBUILT=DIR  use DIR/pdvm, DIR/test_cuda_backend, DIR/lib (built elsewhere with the
 #                           same nvcc) instead of configuring here (the GPU image may lack the
 #                           build's dependencies: nlohmann-json, CLI11, PCRE2, ICU, GoogleTest)
-#        FORMATS="bf16 f16 q8_0 q4_0 q4_1"  MODES="ops layer token"  DEPTHS=0,1024,4096  TOKENS=20
+#        FORMATS="bf16 f16 q8_0 q4_0 q4_1 mdcsr@0.5 mdcsr@0.7"  (FMT@S: --sparsity S)
+#        MODES="ops layer token"  DEPTHS=0,1024,4096  TOKENS=20
 #        EXTRA_BENCH="q4_0:token:0 q8_0:token:0"  extra runs FMT:MODE:PREFETCH (PDVM_CUDA_PREFETCH)
 #        TORCH=0  skip the PyTorch side-by-side
 set -uo pipefail
@@ -19,7 +20,7 @@ out=${2:-${OUT:-out/gpu-check}}
 mkdir -p "$out"
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-FORMATS=${FORMATS:-"bf16 f16 q8_0 q4_0 q4_1"}
+FORMATS=${FORMATS:-"bf16 q8_0 q4_0 q4_1 mdcsr@0.5 mdcsr@0.7"}
 MODES=${MODES:-"ops layer token"}
 EXTRA_BENCH=${EXTRA_BENCH:-}
 TORCH=${TORCH:-1}
@@ -38,6 +39,7 @@ cat "$out/env.txt"
 if [[ -n "${PDVM_PREBUILT:-}" ]]; then
   bin=$PDVM_PREBUILT
   export LD_LIBRARY_PATH="$bin/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  export PDVM_TEST_DATA="$root/tests/data"  # the bundle was built in another tree
   tests=("$bin/test_cuda_backend" "$bin/test_cuda_vs_cpu")
   log "prebuilt binaries from $bin"
 else
@@ -83,14 +85,18 @@ fi
 # --- benchmarks ---------------------------------------------------------------------------------
 if [[ $stage == bench || $stage == all ]]; then
   mkdir -p "$out/bench"
-  for fmt in $FORMATS; do
+  for spec in $FORMATS; do
+    fmt=${spec%@*}
+    sparsity=()
+    name=$fmt
+    if [[ $spec == *@* ]]; then sparsity=(--sparsity "${spec#*@}"); name="$fmt-s${spec#*@}"; fi
     for mode in $MODES; do
-      log "pdvm bench phi-4 $fmt $mode"
+      log "pdvm bench phi-4 $spec $mode"
       timeout 240 "$bin/pdvm" bench --backend cuda --gpu-mode "$mode" --shape phi-4 --format "$fmt" \
-        --depth "$DEPTHS" --tokens "$TOKENS" --warmup 3 --repeats 5 -q \
-        --json "$out/bench/cuda-$mode-phi-4-$fmt.json" > "$out/bench/cuda-$mode-phi-4-$fmt.log" 2>&1
-      echo "exit $?" >> "$out/bench/cuda-$mode-phi-4-$fmt.log"
-      tail -4 "$out/bench/cuda-$mode-phi-4-$fmt.log"
+        "${sparsity[@]}" --depth "$DEPTHS" --tokens "$TOKENS" --warmup 3 --repeats 5 -q \
+        --json "$out/bench/cuda-$mode-phi-4-$name.json" > "$out/bench/cuda-$mode-phi-4-$name.log" 2>&1
+      echo "exit $?" >> "$out/bench/cuda-$mode-phi-4-$name.log"
+      tail -4 "$out/bench/cuda-$mode-phi-4-$name.log"
     done
   done
   for x in $EXTRA_BENCH; do
@@ -113,20 +119,21 @@ if [[ $stage == bench || $stage == all ]]; then
   python3 - "$out/bench" > "$out/summary.txt" <<'PY'
 import json, glob, os, sys
 d = sys.argv[1]
-print(f"{'format':6} {'mode':9} {'depth':>5} {'ms/tok':>8} {'ms/layer':>8} {'tok/s':>7} {'GB/s':>7} {'%ceil':>6} {'launch':>6}")
+print(f"{'format':10} {'mode':9} {'depth':>5} {'ms/tok':>8} {'ms/layer':>8} {'tok/s':>7} {'GB/s':>7} {'%ceil':>6} {'launch':>6}")
 ceil = None
 for f in sorted(glob.glob(os.path.join(d, "cuda-*.json"))):
     j = json.load(open(f))
     ceil = j["ceiling"]
     for r in j["results"]:
         pf = '-pf0' if '-pf0-' in f else ('-pf1' if '-pf1-' in f else '')
-        print(f"{j['model']['layer_format']:6} {j['device']['gpu_mode'] + pf:9} {r['depth']:5d} "
+        fmt = j['model']['layer_format'] + (f"@{j['model']['sparsity']:g}" if j['model'].get('sparsity') else '')
+        print(f"{fmt:10} {j['device']['gpu_mode'] + pf:9} {r['depth']:5d} "
               f"{r['ms_per_token']['median']:8.3f} {r['ms_per_layer']:8.4f} {r['tok_s']:7.1f} "
               f"{r['gbps']:7.0f} {r['pct_of_ceiling']:6.1f} {r['launches_per_token'] or 0:6d}")
 t = os.path.join(d, "torch-phi-4-bf16.json")
 if os.path.exists(t):
     for r in json.load(open(t))["results"]:
-        print(f"torch  bf16  {r['depth']:5d} {r['ms_per_token']:8.3f} {r['ms_per_token']/40:8.4f} "
+        print(f"torch bf16 {'graph':9} {r['depth']:5d} {r['ms_per_token']:8.3f} {r['ms_per_token']/40:8.4f} "
               f"{1000/r['ms_per_token']:7.1f} {r['gbps']:7.0f}")
 if ceil:
     print(f"ceiling: read {ceil['read_gbps']:.0f} GB/s, memcpy D2D {ceil['memcpy_gbps'] or 0:.0f} GB/s (read+write)")
