@@ -1,6 +1,8 @@
 // The compressed-format kernels (cpu/spmv.h), reached through cpu::matvec (threaded) and
 // matvec_rows, against a plain fp64 reference on the decoded matrix, on many shapes and
 // sparsities including empty rows, full rows, gaps of 255/256, a single column and odd sizes.
+// cols = 40000 takes the int8 kernels' path without per-call group tables (they hold 32768 cols);
+// cols = 5120 and 17920 (multiples of 512) put MdCSR windows against the end of x's padding.
 //
 // References and tolerances: the int8 kernels (i8_row, bitmap) multiply by x's two-term int8
 // codes (x ~= s q + s/256 q_lo, see cpu/matvec.h), so their reference uses that same quantized x
@@ -129,7 +131,7 @@ TEST(Spmv, AllFormatsManyShapesAndSparsities) {
   core::ThreadPool pool(2);
   const std::vector<std::pair<int64_t, int64_t>> shapes = {{4, 1},   {5, 3},    {4, 64},   {7, 65},   {16, 96},
                                                            {33, 200}, {9, 511}, {64, 576}, {5, 1025}, {40, 1536},
-                                                           {4, 5120}, {3, 17920}};
+                                                           {4, 5120}, {3, 17920}, {2, 40000}};
   uint32_t seed = 1;
   for (auto type : {WeightType::kI8Row, WeightType::kMdCsr, WeightType::kBitmapI8})
     for (auto [rows, cols] : shapes)

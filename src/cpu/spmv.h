@@ -3,7 +3,7 @@
 // matvec_multi (matvec_kernels.cpp's switch returns them for kI8Row, kMdCsr, kBitmapI8), which
 // split rows across the pool's threads, so callers never call them directly.
 // All read the PreparedInput that matvec prepares once per step: the int8 formats use x's int8
-// codes and per-32 scales with vpdpbusd; MdCSR gathers from x's f32 copy.
+// codes and per-32 scales with vpdpbusd; MdCSR picks from x's f32 copy (vpermt2ps windows).
 // Assume arrays that formats/*'s validators accepted (load_pdvm validates before building a Model).
 #pragma once
 
