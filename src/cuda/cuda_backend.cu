@@ -689,6 +689,11 @@ Status CudaBackendImpl::init(const core::Model& model, const CudaOptions& opt) {
   PDVM_CUDA_TRY(cudaDeviceSynchronize());
 
   if (opt.mode == Mode::kOps && opt.use_graph) PDVM_TRY(capture_graph());
+  if (opt.mode == Mode::kLayer && opt.use_graph && !capture_graph().is_ok()) {
+    // A driver that cannot capture cooperative launches: plain launches per layer still work.
+    cudaGetLastError();
+    if (graph_exec_) { cudaGraphExecDestroy(graph_exec_); graph_exec_ = nullptr; }
+  }
   return Status::ok();
 }
 

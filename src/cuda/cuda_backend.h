@@ -16,7 +16,8 @@ namespace pdvm::cuda {
 
 enum class Mode {
   kOps,    // one kernel per op (6 per layer), a whole token captured once into a CUDA graph
-  kLayer,  // one cooperative launch per layer: a persistent grid, phases split by grid barriers
+  kLayer,  // one cooperative launch per layer: a persistent grid, phases split by grid barriers;
+           // the token's launches are captured once into a CUDA graph, as in ops mode
   kToken,  // one cooperative launch per token: embed, every layer, final norm, LM head, argmax
            // (embed/execute_layer/logits, used by tests for per-layer checks, run layer mode's
            // kernels; decode_step and execute_model run the one token kernel)
@@ -33,7 +34,8 @@ struct CudaOptions {
   // grid, but no smaller than this (a warp loads 8 positions per batch at head_dim 128).
   // The environment variable PDVM_CUDA_MIN_CHUNK overrides it.
   int attn_min_chunk = 16;
-  bool use_graph = true;  // ops mode: replay a captured graph per token (false: plain launches)
+  bool use_graph = true;  // ops and layer mode: replay a captured graph per token (false: plain
+                          // launches; layer mode falls back to them if capture fails)
   // token mode: at each grid barrier, prefetch into L2 the start of the row group each warp reads
   // first in the next matvec. Off by default: on Phi-4 (H100) it made steps 0.2-0.4 ms slower
   // (docs/notes-cuda.md). The environment variable PDVM_CUDA_PREFETCH=0|1 overrides it.
