@@ -1,7 +1,7 @@
 // The compressed-format kernels (cpu/spmv.h), reached through cpu::matvec (threaded) and
 // matvec_rows, against a plain fp64 reference on the decoded matrix, on many shapes and
 // sparsities including empty rows, full rows, gaps of 255/256, a single column and odd sizes.
-// cols = 40000 takes the int8 kernels' path without per-call group tables (they hold 32768 cols);
+// cols = 40000 takes the bitmap kernel's path without per-call group tables (they hold 32768 cols);
 // cols = 5120 and 17920 (multiples of 512) put MdCSR windows against the end of x's padding.
 //
 // References and tolerances: the int8 kernels (i8_row, bitmap) multiply by x's two-term int8

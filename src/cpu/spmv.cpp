@@ -32,7 +32,7 @@ using formats::kBitmapGroup;
 using formats::kMdCsrChunk;
 
 #if defined(PDVM_SPMV_AVX512)
-// ---- int8 weights (i8_row, bitmap) against x's two-term int8 codes ----
+// ---- bitmap int8 weights against x's two-term int8 codes ----
 // x ~= s q + s/256 q_lo per block of 32 (PreparedInput). vpdpbusd multiplies unsigned by signed
 // bytes, so the weights go in biased: wb = w + 128 (u8, one vpxor), x's signed codes as they are.
 // Per lane (4 columns) 256 * dot(wb, q) + dot(wb, q_lo) = [256 * dot(w, q) + dot(w, q_lo)] +
@@ -40,9 +40,10 @@ using formats::kMdCsrChunk;
 // call for every 64-column group (GroupConsts::corr) and subtracted in int32. The result is the
 // same exact integer the sign trick gave (|.| <= 4 * 128 * 127 * 257 < 2^24, so the f32 convert is
 // exact too), for 3 fewer vector ops per 64 weights (no movepi8_mask, abs, 2 masked subtracts):
-// bitmap 50% went from 10.8 to 19.5 GB/s per core on L2-resident rows (notes-cpu-kernels.md).
-// Bitmap columns that are not kept expand to 128 (= weight 0), so the correction is the same for
-// every row of every format.
+// bitmap 50% went from 10.8 to 19.6 GB/s per core on L2-resident rows (notes-cpu-kernels.md).
+// Columns that are not kept expand to 128 (= weight 0), so the correction is the same for every
+// row. From DRAM with 2 threads the gain shrinks (70%: 14 -> 16-19 GB/s; 50%: 20 -> 18-20), and
+// for dense int8 rows it turned into a loss, so rows_i8_row keeps the sign trick below.
 constexpr int64_t kMaxGroups = 512;  // per-call tables on the stack: cols <= 32768
 
 struct GroupConsts {
@@ -110,7 +111,65 @@ inline void with_group_consts(const PreparedInput& x, int64_t groups, Body body)
   }
 }
 
+// ---- the sign trick (i8_row) ----
+// One group of 64 int8 weights w against x's two-term int8 codes (x ~= s q + s/256 q_lo, see
+// PreparedInput) for two blocks of 32 with fine scales xs[2g], xs[2g + 1] (= s / 256).
+// vpdpbusd wants unsigned x signed: multiply |w| by x with w's sign; lanes 0-7 hold block 2g's
+// partial sums, lanes 8-15 block 2g+1's, exact in int32 as 256 * dot(w, q) + dot(w, q_lo).
+// Per group: ~11 instructions for 64 weights, under the ~20 B/cycle DRAM gives 2 cores.
+inline __m512 group_dot_signed(__m512i wv, const int8_t* xq, const int8_t* xq_lo, __m512 xscale, __m512 acc) {
+  const __m512i zero = _mm512_setzero_si512();
+  const __mmask64 neg = _mm512_movepi8_mask(wv);
+  const __m512i wabs = _mm512_abs_epi8(wv);
+  const __m512i xv = _mm512_load_si512(xq);
+  const __m512i xl = _mm512_load_si512(xq_lo);
+  const __m512i xs = _mm512_mask_sub_epi8(xv, neg, zero, xv);
+  const __m512i xsl = _mm512_mask_sub_epi8(xl, neg, zero, xl);
+  __m512i dot = _mm512_slli_epi32(_mm512_dpbusd_epi32(zero, wabs, xs), 8);
+  dot = _mm512_dpbusd_epi32(dot, wabs, xsl);
+  return _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), xscale, acc);
+}
+
+// Lanes 0-7 = s[2j], lanes 8-15 = s[2j + 1], from a zmm holding the scales of 16 blocks.
+struct ScaleSpread {
+  __m512i idx[8];
+  ScaleSpread() {
+    for (int j = 0; j < 8; ++j) {
+      const int a = 2 * j, b = 2 * j + 1;
+      idx[j] = _mm512_setr_epi32(a, a, a, a, a, a, a, a, b, b, b, b, b, b, b, b);
+    }
+  }
+};
+
+
 inline __mmask64 tail_mask(int64_t n) { return n >= 64 ? ~__mmask64(0) : (__mmask64(1) << n) - 1; }
+// Walks the 64-column groups of one row; `load(g, mask)` returns the group's 64 weights.
+template <typename Load>
+inline float row_dot_groups_signed(int64_t cols, const PreparedInput& x, const ScaleSpread& sp, Load load) {
+  const int8_t* xq = x.q8();
+  const int8_t* xl = x.q8_lo();
+  const float* xsc = x.q8_fine_scale();
+  const int64_t groups = formats::bitmap_groups(cols);
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+  for (int64_t g0 = 0; g0 < groups; g0 += 8) {
+    // x's scales for 16 blocks (8 groups); the arrays are padded to 512 columns, so this load
+    // never runs past them.
+    const __m512 s16 = _mm512_load_ps(xsc + 2 * g0);
+    const int64_t n = std::min<int64_t>(8, groups - g0);
+    int64_t j = 0;
+    for (; j + 1 < n; j += 2) {
+      const int64_t g = g0 + j;
+      acc0 = group_dot_signed(load(g), xq + 64 * g, xl + 64 * g, _mm512_permutexvar_ps(sp.idx[j], s16), acc0);
+      acc1 = group_dot_signed(load(g + 1), xq + 64 * (g + 1), xl + 64 * (g + 1),
+                       _mm512_permutexvar_ps(sp.idx[j + 1], s16), acc1);
+    }
+    if (j < n) {
+      const int64_t g = g0 + j;
+      acc0 = group_dot_signed(load(g), xq + 64 * g, xl + 64 * g, _mm512_permutexvar_ps(sp.idx[j], s16), acc0);
+    }
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+}
 
 // Software prefetch distance in bytes, per stream. The hardware prefetcher alone left each core
 // 15-25% under its L2-resident rate when the arrays came from DRAM (1-thread bench cases, GB/s by
@@ -280,24 +339,25 @@ inline float mdcsr_row(const MdCsrCtx& cx, const ChunkSpread& spread, uint32_t k
 void rows_i8_row(const Matrix& w, const PreparedInput& x, float* y, int64_t r0, int64_t r1) {
   const size_t stride = w.row_stride();
 #if defined(PDVM_SPMV_AVX512)
-  const int64_t full = w.cols / 64, groups = (w.cols + 63) / 64;
+  // The sign trick, not the biased weights of the bitmap kernel: with the arrays in L2 both run
+  // at ~34.7 GB/s per core, but from DRAM with 2 threads the biased version (2 more loads per
+  // group, from the per-call tables) reached only 20-24 GB/s against 29-33 for this one
+  // (bench_spmv, Phi-4 shapes; notes-cpu-kernels.md).
+  static const ScaleSpread sp;
+  const int64_t full = w.cols / 64;
   const __mmask64 last = tail_mask(w.cols - 64 * full);
-  const __m512i c80 = _mm512_set1_epi8(char(0x80));
-  with_group_consts(x, groups, [&]<bool kTables>(const GroupConsts* k) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const uint8_t* row = w.data + size_t(r) * stride;
-      const int8_t* q = reinterpret_cast<const int8_t*>(row + 4);
-      float scale;
-      std::memcpy(&scale, row, 4);
-      // The tail group's masked load never reads past the row; its lanes past cols become 128
-      // (weight 0) after the xor and meet x's zero padding.
-      const float dot = row_dot_groups<kTables>(groups, x, k, [&](int64_t g) {
-        _mm_prefetch(reinterpret_cast<const char*>(q + 64 * g + kPrefetchI8), _MM_HINT_T0);
-        return _mm512_xor_si512(c80, g < full ? _mm512_loadu_si512(q + 64 * g) : _mm512_maskz_loadu_epi8(last, q + 64 * g));
-      });
-      y[r] = scale * dot;
-    }
-  });
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* row = w.data + size_t(r) * stride;
+    const int8_t* q = reinterpret_cast<const int8_t*>(row + 4);
+    float scale;
+    std::memcpy(&scale, row, 4);
+    // The tail group's masked load never reads past the row.
+    const float dot = row_dot_groups_signed(w.cols, x, sp, [&](int64_t g) {
+      _mm_prefetch(reinterpret_cast<const char*>(q + 64 * g + kPrefetchI8), _MM_HINT_T0);
+      return g < full ? _mm512_loadu_si512(q + 64 * g) : _mm512_maskz_loadu_epi8(last, q + 64 * g);
+    });
+    y[r] = scale * dot;
+  }
 #else
   const float* xf = x.f32();
   for (int64_t r = r0; r < r1; ++r) {
