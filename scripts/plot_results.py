@@ -35,7 +35,8 @@ def load(results_dir):
         m, d = j["model"], j["device"]
         shape = m["shape"] if m["shape"] != "file" else os.path.splitext(os.path.basename(m["source"]))[0]
         shape = shape if len(shape) <= 18 else shape[:17] + "…"
-        label = f"{shape} ({m['n_layers']}L) {m['layer_format']}\n{d['backend']}" + (
+        sp = f"@{m['sparsity']:g}" if m.get("sparsity") else ""
+        label = f"{shape} ({m['n_layers']}L) {m['layer_format']}{sp}\n{d['backend']}" + (
             f" {d['gpu_mode']}" if d.get("gpu_mode") else "")
         runs.append((label, j, path))
     return runs
@@ -52,7 +53,8 @@ def markdown(runs, results_dir):
         name = m["shape"] if m["shape"] != "file" else os.path.basename(m["source"])
         for r in j["results"]:
             t, b = r["ms_per_token"], r["bytes_per_token"]
-            print(f"| [{os.path.basename(path)}]({rel}) | {name}, {m['n_layers']} layers | {m['layer_format']} "
+            sp = f" at {m['sparsity']:g}" if m.get("sparsity") else ""
+            print(f"| [{os.path.basename(path)}]({rel}) | {name}, {m['n_layers']} layers | {m['layer_format']}{sp} "
                   f"(head {m['head_format']}) | {r['depth']} | {t['median']:.2f} [{t['min']:.2f}..{t['max']:.2f}] "
                   f"| {r['ms_per_layer']:.3f} | {r['tok_s']:.1f} | {b['weights'] / 1e6:.1f} + {b['kv'] / 1e6:.1f} "
                   f"| {r['gbps']:.1f} | {j['ceiling']['read_gbps']:.1f} | {r['pct_of_ceiling']:.0f}% | {r['floor_ms']:.2f} |")
