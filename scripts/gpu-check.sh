@@ -12,7 +12,7 @@
 #                           build's dependencies: nlohmann-json, CLI11, PCRE2, ICU, GoogleTest)
 #        FORMATS="bf16 f16 q8_0 q4_0 q4_1 mdcsr@0.5 mdcsr@0.7"  (FMT@S: --sparsity S)
 #        MODES="ops layer token"  DEPTHS=0,1024,4096  TOKENS=20
-#        EXTRA_BENCH="q4_0:token:0 q8_0:token:0"  extra runs FMT:MODE:PREFETCH (PDVM_CUDA_PREFETCH)
+#        EXTRA_BENCH="q8_0:token:PDVM_CUDA_MIN_CHUNK=8"  extra runs FMT:MODE:VAR=VALUE (an env knob)
 #        TORCH=0  skip the PyTorch side-by-side
 set -uo pipefail
 stage=${1:-all}
@@ -100,13 +100,14 @@ if [[ $stage == bench || $stage == all ]]; then
     done
   done
   for x in $EXTRA_BENCH; do
-    IFS=: read -r fmt mode pf <<< "$x"
-    log "pdvm bench phi-4 $fmt $mode PDVM_CUDA_PREFETCH=$pf"
-    PDVM_CUDA_PREFETCH=$pf timeout 240 "$bin/pdvm" bench --backend cuda --gpu-mode "$mode" \
+    IFS=: read -r fmt mode knob <<< "$x"
+    tag=$(echo "$knob" | tr -c 'A-Za-z0-9\n' '-')
+    log "pdvm bench phi-4 $fmt $mode $knob"
+    env "$knob" timeout 240 "$bin/pdvm" bench --backend cuda --gpu-mode "$mode" \
       --shape phi-4 --format "$fmt" --depth "$DEPTHS" --tokens "$TOKENS" --warmup 3 --repeats 5 -q \
-      --json "$out/bench/cuda-$mode-pf$pf-phi-4-$fmt.json" > "$out/bench/cuda-$mode-pf$pf-phi-4-$fmt.log" 2>&1
-    echo "exit $?" >> "$out/bench/cuda-$mode-pf$pf-phi-4-$fmt.log"
-    tail -4 "$out/bench/cuda-$mode-pf$pf-phi-4-$fmt.log"
+      --json "$out/bench/cuda-$mode-x$tag-phi-4-$fmt.json" > "$out/bench/cuda-$mode-x$tag-phi-4-$fmt.log" 2>&1
+    echo "exit $?" >> "$out/bench/cuda-$mode-x$tag-phi-4-$fmt.log"
+    tail -4 "$out/bench/cuda-$mode-x$tag-phi-4-$fmt.log"
   done
   if [[ $TORCH == 1 ]]; then
     log "PyTorch bf16 side-by-side"
@@ -125,7 +126,7 @@ for f in sorted(glob.glob(os.path.join(d, "cuda-*.json"))):
     j = json.load(open(f))
     ceil = j["ceiling"]
     for r in j["results"]:
-        pf = '-pf0' if '-pf0-' in f else ('-pf1' if '-pf1-' in f else '')
+        pf = '-x' if '-x' in os.path.basename(f) else ''  # an EXTRA_BENCH knob run
         fmt = j['model']['layer_format'] + (f"@{j['model']['sparsity']:g}" if j['model'].get('sparsity') else '')
         print(f"{fmt:10} {j['device']['gpu_mode'] + pf:9} {r['depth']:5d} "
               f"{r['ms_per_token']['median']:8.3f} {r['ms_per_layer']:8.4f} {r['tok_s']:7.1f} "

@@ -22,7 +22,7 @@ namespace pdvm::cuda {
 // and acc (2 x 4 x 8 floats per lane) in registers under the 128-register cap of 512 threads.
 constexpr int kMaxGroup = 4;
 constexpr int kMaxChunk = 64;  // largest positions per chunk a caller may ask for (CudaOptions)
-constexpr int kKvSteps = 2;    // load steps in flight per batch: K and V, 8 x 16 B per lane
+constexpr int kKvSteps = 2;    // K and V load steps per batch: 4 x 16 B per lane (3 and 4 spill)
 
 __device__ __forceinline__ int attn_start(const StepState& s, int pos) {
   return s.window > 0 ? max(0, pos - s.window + 1) : 0;

@@ -641,9 +641,6 @@ Status CudaBackendImpl::init(const core::Model& model, const CudaOptions& opt) {
   s_.rope = reinterpret_cast<const float2*>(at(i_rope));
   s_.amax_v = reinterpret_cast<float*>(at(i_amax_v));
   s_.amax_i = reinterpret_cast<int*>(at(i_amax_i));
-  s_.prefetch = opt.prefetch ? 1 : 0;
-  if (const char* e = std::getenv("PDVM_CUDA_PREFETCH"); e != nullptr && *e != '\0')
-    s_.prefetch = std::atoi(e) != 0 ? 1 : 0;
   s_.d_model = c.d_model; s_.d_ff = c.d_ff; s_.n_heads = c.n_heads; s_.n_kv_heads = c.n_kv_heads;
   s_.head_dim = hd; s_.rope_dim = c.rope_dim; s_.ctx = ctx; s_.window = c.sliding_window;
   s_.attn_chunk = opt.attn_chunk; s_.n_chunks_max = n_chunks_max; s_.vocab = c.vocab_size;

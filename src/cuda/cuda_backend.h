@@ -36,10 +36,6 @@ struct CudaOptions {
   int attn_min_chunk = 16;
   bool use_graph = true;  // ops and layer mode: replay a captured graph per token (false: plain
                           // launches; layer mode falls back to them if capture fails)
-  // token mode: at each grid barrier, prefetch into L2 the start of the row group each warp reads
-  // first in the next matvec. Off by default: on Phi-4 (H100) it made steps 0.2-0.4 ms slower
-  // (docs/notes-cuda.md). The environment variable PDVM_CUDA_PREFETCH=0|1 overrides it.
-  bool prefetch = false;
 };
 
 // Number of CUDA devices, or a Status saying why there are none usable (no driver, no device).

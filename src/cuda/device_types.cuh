@@ -67,7 +67,6 @@ struct StepState {
   // most n_chunks_max of them (s.part's capacity); see attn_plan
   int ctx = 0, window = 0, attn_chunk = 0, attn_min_chunk = 0, n_chunks_max = 0, vocab = 0;
   int rope_interleaved = 0;
-  int prefetch = 0;  // token mode: prefetch the next matvec's first row group into L2 at barriers
   float eps = 1e-5f, attn_scale = 1.0f;
 };
 

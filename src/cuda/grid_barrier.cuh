@@ -54,40 +54,4 @@ __device__ __forceinline__ void grid_barrier(unsigned* bar) {
   __syncthreads();
 }
 
-// grid_barrier with work in the wait: `during()` runs in every thread after this block has arrived
-// and before it waits for the others (same ordering as grid_barrier; `during` must not touch
-// memory another block reads after the barrier). The token kernel prefetches the next stage's
-// weights there: issued before the arrival, the prefetches delayed the arrival atomic (measured:
-// +0.2-0.3 ms per Phi-4 token, H100 2026-11-24).
-template <class During>
-__device__ __forceinline__ void grid_barrier_with(unsigned* bar, const During& during) {
-  __syncthreads();
-  __shared__ unsigned gen_seen;
-  __shared__ int opened;
-  if (threadIdx.x == 0) {
-    ::cuda::atomic_ref<unsigned, ::cuda::thread_scope_device> count(bar[0]);
-    ::cuda::atomic_ref<unsigned, ::cuda::thread_scope_device> gen(bar[1]);
-    const unsigned g = gen.load(::cuda::memory_order_relaxed);
-    gen_seen = g;
-    opened = 0;
-    if (count.fetch_add(1u, ::cuda::memory_order_acq_rel) == gridDim.x - 1) {
-      count.store(0u, ::cuda::memory_order_relaxed);
-      gen.store(g + 1u, ::cuda::memory_order_release);
-      opened = 1;
-    }
-  }
-  // not in warp 0: its thread 0 polls the generation, and polls queued behind the warp's own
-  // prefetches would see the barrier open late
-  if (threadIdx.x >= 32) during();
-  if (threadIdx.x == 0 && !opened) {
-    ::cuda::atomic_ref<unsigned, ::cuda::thread_scope_device> gen(bar[1]);
-    const unsigned g = gen_seen;
-    const uint64_t t0 = globaltimer_ns();
-    while (gen.load(::cuda::memory_order_acquire) == g) {
-      if (globaltimer_ns() - t0 > kBarrierTimeoutNs) __trap();
-    }
-  }
-  __syncthreads();
-}
-
 }  // namespace pdvm::cuda

@@ -85,17 +85,6 @@ __global__ void __launch_bounds__(kThreads) layer_kernel(StepState s, DevLayer L
 // another backend wrote it last (see upload_token_layers).
 __constant__ DevLayer c_layers[kMaxTokenLayers];
 
-// Barrier of the token kernel: with s.prefetch, once its block has arrived each warp asks L2 for
-// the start of the row group it takes first in the next matvec (`next`, or none), so HBM works
-// through the barrier's wait.
-__device__ __forceinline__ void token_barrier(const StepState& s, const DevMatrix* next) {
-  if (s.prefetch && next != nullptr) {
-    grid_barrier_with(s.barrier, [next] { prefetch_first_group(*next); });
-  } else {
-    grid_barrier(s.barrier);
-  }
-}
-
 // (v, i) beats (bv, bi): larger value, lowest index on ties (deterministic, like argmax_kernel).
 __device__ __forceinline__ void argmax_merge(float& bv, int& bi, float v, int i) {
   if (v > bv || (v == bv && i < bi)) { bv = v; bi = i; }
@@ -144,23 +133,23 @@ __global__ void __launch_bounds__(kThreads) token_kernel(StepState s, int n_laye
   float* smem = dyn_smem();
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < s.d_model; i += gridDim.x * blockDim.x)
     s.x[i] = dequant_one(embd, token, i);
-  token_barrier(s, n_layers > 0 ? &c_layers[0].qkv : &out);
+  grid_barrier(s.barrier);
   for (int l = 0; l < n_layers; ++l) {
     const DevLayer& L = c_layers[l];
     qkv_stage(s, L, l, pos, smem, red);
-    token_barrier(s, &L.wo);
+    grid_barrier(s.barrier);
     attention_stage(s, l, pos, smem);
-    token_barrier(s, nullptr);
+    grid_barrier(s.barrier);
     if (attn_plan(s, pos).n_chunks > 1) {  // uniform over the grid: the barrier count stays equal
       merge_stage(s, pos, smem);
-      token_barrier(s, nullptr);
+      grid_barrier(s.barrier);
     }
     wo_stage(s, L, smem, red);
-    token_barrier(s, &L.gate_up);
+    grid_barrier(s.barrier);
     ffn_up_stage(s, L, smem, red);
-    token_barrier(s, &L.down);
+    grid_barrier(s.barrier);
     down_stage(s, L, smem, red);
-    token_barrier(s, l + 1 < n_layers ? &c_layers[l + 1].qkv : &out);
+    grid_barrier(s.barrier);
   }
   head_stage(s, out_norm, out, smem, red);
   grid_barrier(s.barrier);

@@ -342,33 +342,6 @@ __device__ void matvec_stage(const DevMatrix& m, const float* xs, const Epi& epi
   }
 }
 
-// L2 prefetch of the start of the row group this warp takes first in the next matvec_stage over m
-// (same numbering as matvec_stage_fmt): issued before a grid barrier, the loads run while the GPU
-// waits for the slowest block and while the next stage stages its input vector, when HBM would
-// idle. The first kPrefetchRowBytes of each of the group's rows (a warp reads its rows from column
-// 0 on): one 128-byte line per lane, 4 KB per warp, ~8.6 MB over a 132 x 16-warp grid, about what
-// HBM moves in the ~3 us such a bubble lasts, and well inside L2 (50 MB), so nothing prefetched is
-// evicted before its use. Scales of those columns too. No effect on results.
-constexpr int kPrefetchRowBytes = 1024;
-__device__ inline void prefetch_first_group(const DevMatrix& m) {
-  if (m.fmt == Fmt::kMdCsr) return;  // rows have no fixed stride
-  const int n_groups = (m.rows + kRowsPerWarp - 1) / kRowsPerWarp;
-  const int g = (threadIdx.x >> 5) * gridDim.x + blockIdx.x;
-  if (g >= n_groups) return;
-  const int lane = threadIdx.x & 31;
-  constexpr int kLinesPerRow = kPrefetchRowBytes / 128;
-  static_assert(kLinesPerRow * kRowsPerWarp == 32, "one line per lane");
-  const int row = min(g * kRowsPerWarp + lane / kLinesPerRow, m.rows - 1);
-  const int off = (lane % kLinesPerRow) * 128;
-  if (off < m.row_bytes)
-    asm volatile("prefetch.global.L2 [%0];" ::"l"(m.w + size_t(row) * m.row_bytes + off));
-  if (m.scales != nullptr && lane % kLinesPerRow == 0) {
-    const int per_row = m.fmt == Fmt::kQ4_1 ? (m.cols >> 5) * 4 : (m.cols >> 5) * 2;
-    asm volatile("prefetch.global.L2 [%0];" ::"l"(static_cast<const uint8_t*>(m.scales) +
-                                                   size_t(row) * per_row));
-  }
-}
-
 // One weight, dequantized (embedding lookups; not on a hot path).
 __device__ inline float dequant_one(const DevMatrix& m, int row, int col) {
   const uint8_t* r = m.w + size_t(row) * m.row_bytes;
