@@ -17,6 +17,7 @@
 #include "cuda/attention.cuh"
 #include "cuda/check.cuh"
 #include "cuda/kernels.cuh"
+#include "cuda/stage_timer.h"
 #include "formats/quant_blocks.h"
 
 namespace pdvm::cuda {
@@ -138,6 +139,7 @@ class CudaBackendImpl final : public CudaBackend {
     if (stream_) cudaStreamDestroy(stream_);
     if (weights_) cudaFree(weights_);
     if (state_) cudaFree(state_);
+    if (s_.stage_t) cudaFree(s_.stage_t);
     if (host_logits_) cudaFreeHost(host_logits_);
   }
 
@@ -249,6 +251,17 @@ class CudaBackendImpl final : public CudaBackend {
   }
 
   Status poison_scratch() override;
+
+#ifdef PDVM_CUDA_STAGE_TIMER
+  std::string stage_report() override {
+    if (s_.stage_t == nullptr) return "";
+    std::vector<unsigned long long> marks(size_t(n_layers()) * kStageMarks * size_t(cfg_.grid_token));
+    if (cudaStreamSynchronize(stream_) != cudaSuccess ||
+        cudaMemcpy(marks.data(), s_.stage_t, marks.size() * 8, cudaMemcpyDeviceToHost) != cudaSuccess)
+      return "";
+    return format_stage_report(marks, n_layers(), cfg_.grid_token);
+  }
+#endif
 
  private:
   Status check_token(int32_t token) const {
@@ -683,6 +696,15 @@ Status CudaBackendImpl::init(const core::Model& model, const CudaOptions& opt) {
                        "needed, the device allows " + std::to_string(prop.sharedMemPerBlockOptin));
   cfg_.stream = stream_;
   PDVM_TRY(configure_kernels(smem, prop.multiProcessorCount, &cfg_));
+#ifdef PDVM_CUDA_STAGE_TIMER
+  if (opt.mode == Mode::kToken) {  // a diagnostic build: its own small allocation
+    const size_t n = size_t(c.n_layers) * kStageMarks * size_t(cfg_.grid_token) * 8;
+    void* p = nullptr;
+    PDVM_TRY(alloc_device(&p, n, "stage timer marks"));
+    PDVM_CUDA_TRY(cudaMemset(p, 0, n));
+    s_.stage_t = static_cast<unsigned long long*>(p);
+  }
+#endif
   PDVM_CUDA_TRY(cudaDeviceSynchronize());
 
   if (opt.mode == Mode::kOps && opt.use_graph) PDVM_TRY(capture_graph());

@@ -62,6 +62,9 @@ struct StepState {
   __half* v_cache = nullptr;
   const float2* rope = nullptr;  // [ctx][rope_dim/2] (cos, sin), computed on the host in double
   unsigned* barrier = nullptr;   // [2] grid barrier: arrive count, generation
+  // PDVM_CUDA_STAGE_TIMER builds only: token mode's globaltimer marks
+  // [n_layers][kStageMarks][grid blocks] (stage_timer.h)
+  unsigned long long* stage_t = nullptr;
   int d_model = 0, d_ff = 0, n_heads = 0, n_kv_heads = 0, head_dim = 0, rope_dim = 0;
   // attention chunks: at most attn_chunk positions, at least attn_min_chunk (unless capped), at
   // most n_chunks_max of them (s.part's capacity); see attn_plan

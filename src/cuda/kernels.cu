@@ -5,6 +5,7 @@
 
 #include "cuda/check.cuh"
 #include "cuda/grid_barrier.cuh"
+#include "cuda/stage_timer.h"
 #include "cuda/stages.cuh"
 
 namespace pdvm::cuda {
@@ -85,6 +86,24 @@ __global__ void __launch_bounds__(kThreads) layer_kernel(StepState s, DevLayer L
 // another backend wrote it last (see upload_token_layers).
 __constant__ DevLayer c_layers[kMaxTokenLayers];
 
+// Stage timer marks (token mode; PDVM_CUDA_STAGE_TIMER builds only, see stage_timer.h): thread 0
+// of each block, after the block has finished (done) or the barrier has opened (open).
+#ifdef PDVM_CUDA_STAGE_TIMER
+#define PDVM_MARK(layer, mark)                                                                \
+  do {                                                                                        \
+    if (threadIdx.x == 0)                                                                     \
+      s.stage_t[(size_t(layer) * kStageMarks + (mark)) * gridDim.x + blockIdx.x] = globaltimer_ns(); \
+  } while (0)
+#define PDVM_MARK_DONE(layer, mark) \
+  do {                              \
+    __syncthreads();                \
+    PDVM_MARK(layer, mark);         \
+  } while (0)
+#else
+#define PDVM_MARK(layer, mark) do {} while (0)
+#define PDVM_MARK_DONE(layer, mark) do {} while (0)
+#endif
+
 // (v, i) beats (bv, bi): larger value, lowest index on ties (deterministic, like argmax_kernel).
 __device__ __forceinline__ void argmax_merge(float& bv, int& bi, float v, int i) {
   if (v > bv || (v == bv && i < bi)) { bv = v; bi = i; }
@@ -137,19 +156,31 @@ __global__ void __launch_bounds__(kThreads) token_kernel(StepState s, int n_laye
   for (int l = 0; l < n_layers; ++l) {
     const DevLayer& L = c_layers[l];
     qkv_stage(s, L, l, pos, smem, red);
+    PDVM_MARK_DONE(l, kMarkQkvDone);
     grid_barrier(s.barrier);
+    PDVM_MARK(l, kMarkQkvOpen);
     attention_stage(s, l, pos, smem);
+    PDVM_MARK_DONE(l, kMarkAttnDone);
     grid_barrier(s.barrier);
+    PDVM_MARK(l, kMarkAttnOpen);
     if (attn_plan(s, pos).n_chunks > 1) {  // uniform over the grid: the barrier count stays equal
       merge_stage(s, pos, smem);
+      PDVM_MARK_DONE(l, kMarkMergeDone);
       grid_barrier(s.barrier);
+      PDVM_MARK(l, kMarkMergeOpen);
     }
     wo_stage(s, L, smem, red);
+    PDVM_MARK_DONE(l, kMarkWoDone);
     grid_barrier(s.barrier);
+    PDVM_MARK(l, kMarkWoOpen);
     ffn_up_stage(s, L, smem, red);
+    PDVM_MARK_DONE(l, kMarkUpDone);
     grid_barrier(s.barrier);
+    PDVM_MARK(l, kMarkUpOpen);
     down_stage(s, L, smem, red);
+    PDVM_MARK_DONE(l, kMarkDownDone);
     grid_barrier(s.barrier);
+    PDVM_MARK(l, kMarkDownOpen);
   }
   head_stage(s, out_norm, out, smem, red);
   grid_barrier(s.barrier);
