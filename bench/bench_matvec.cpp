@@ -16,7 +16,6 @@
 #include "core/thread_pool.h"
 #include "core/weight.h"
 #include "cpu/matvec.h"
-#include "cpu/matvec_kernels.h"
 #include "cpu/read_bandwidth.h"
 
 namespace {
@@ -76,10 +75,8 @@ std::vector<uint8_t> make_matrix(WeightType t, int64_t rows, int64_t cols) {
   return data;
 }
 
-// single_term: the superseded kernels of matvec_kernels.cpp (x's first int8 term only), on one
-// thread, to measure what the two-term x of the default path costs.
 void BM_matvec(benchmark::State& state, WeightType t, int64_t rows, int64_t cols, bool uncached,
-               int threads, bool single_term) {
+               int threads) {
   const std::vector<uint8_t> one = make_matrix(t, rows, cols);
   const size_t n_bytes = one.size();
   const size_t copies = uncached ? std::max<size_t>(2, (kUncachedBytes + n_bytes - 1) / n_bytes) : 1;
@@ -97,13 +94,8 @@ void BM_matvec(benchmark::State& state, WeightType t, int64_t rows, int64_t cols
   std::vector<float> y(static_cast<size_t>(rows));
   const double ceiling = ceiling_gbps();
   size_t i = 0;
-  const auto single = pdvm::cpu::detail::row_kernel(t);
   for (auto _ : state) {
-    if (single_term) {
-      single(mats[i], x, y.data(), 0, rows);
-    } else {
-      pdvm::cpu::matvec(mats[i], x, y.data(), pool(threads));
-    }
+    pdvm::cpu::matvec(mats[i], x, y.data(), pool(threads));
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
     if (++i == copies) i = 0;
@@ -114,7 +106,7 @@ void BM_matvec(benchmark::State& state, WeightType t, int64_t rows, int64_t cols
   state.counters["ceiling_GBps"] = ceiling;
   state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(n_bytes));
   state.SetLabel(std::string(pdvm::cpu::matvec_isa()) + (uncached ? " uncached " : " cached ") +
-                 std::to_string(threads) + "T" + (single_term ? " single-term x" : ""));
+                 std::to_string(threads) + "T");
 }
 
 // q, k, v of one SmolLM2 layer (576x576 + 2 x 192x576, Q4_1): three matvec calls vs one
@@ -195,13 +187,7 @@ int register_all() {
           const std::string name = std::string("matvec/") + s.name + "/" +
                                    std::string(pdvm::core::weight_type_name(t)) +
                                    (uncached ? "/uncached/" : "/cached/") + std::to_string(threads) + "T";
-          benchmark::RegisterBenchmark(name.c_str(), BM_matvec, t, s.rows, s.cols, uncached, threads, false)->UseRealTime()->ComputeStatistics("best", best);
-        }
-        if (t == WeightType::kQ4_1 || t == WeightType::kQ8_0 || t == WeightType::kQ4_0) {
-          const std::string name = std::string("matvec_single_term_x/") + s.name + "/" +
-                                   std::string(pdvm::core::weight_type_name(t)) +
-                                   (uncached ? "/uncached/" : "/cached/") + "1T";
-          benchmark::RegisterBenchmark(name.c_str(), BM_matvec, t, s.rows, s.cols, uncached, 1, true)->UseRealTime()->ComputeStatistics("best", best);
+          benchmark::RegisterBenchmark(name.c_str(), BM_matvec, t, s.rows, s.cols, uncached, threads)->UseRealTime()->ComputeStatistics("best", best);
         }
       }
     }
@@ -211,7 +197,7 @@ int register_all() {
       for (int threads : {2, 1}) {
         const std::string name = std::string("matvec/") + s.name + "/" +
                                  std::string(pdvm::core::weight_type_name(t)) + "/uncached/" + std::to_string(threads) + "T";
-        benchmark::RegisterBenchmark(name.c_str(), BM_matvec, t, s.rows, s.cols, true, threads, false)->UseRealTime()->ComputeStatistics("best", best);
+        benchmark::RegisterBenchmark(name.c_str(), BM_matvec, t, s.rows, s.cols, true, threads)->UseRealTime()->ComputeStatistics("best", best);
       }
     }
   }
