@@ -9,6 +9,7 @@
 #include <tuple>
 #include <vector>
 
+#include "cpu_kernel_parity.h"
 #include "cpu/cpu_backend.h"
 #include "formats/bitmap_i8.h"
 #include "formats/int8_rows.h"
@@ -164,26 +165,9 @@ TEST_P(SyntheticInt8, ReferenceBackendAgreesWithFast) {
   const auto [type, sparsity] = GetParam();
   auto m = make_synthetic_model(small_spec(type, sparsity));
   ASSERT_TRUE(m.is_ok()) << m.status().message();
-  std::vector<std::vector<float>> logits[2];
-  for (int k = 0; k < 2; ++k) {
-    cpu::CpuOptions co;
-    co.kernels = k == 0 ? cpu::CpuKernels::kReference : cpu::CpuKernels::kFast;
-    co.context = 16;
-    auto b = cpu::make_cpu_backend(*m, co);
-    ASSERT_TRUE(b.is_ok()) << b.status().message();
-    for (int pos = 0; pos < 6; ++pos) {
-      auto l = (*b)->execute_model((pos * 37 + 1) % 384, pos);
-      ASSERT_TRUE(l.is_ok()) << l.status().message();
-      logits[k].emplace_back(l->begin(), l->end());
-    }
-  }
-  double max_abs = 0, max_err = 0;
-  for (size_t p = 0; p < logits[0].size(); ++p)
-    for (size_t i = 0; i < logits[0][p].size(); ++i) {
-      ASSERT_TRUE(std::isfinite(logits[1][p][i]));
-      max_abs = std::max(max_abs, double(std::fabs(logits[0][p][i])));
-      max_err = std::max(max_err, double(std::fabs(logits[0][p][i] - logits[1][p][i])));
-    }
+  double max_err = 0, max_abs = 0;
+  test::reference_vs_fast_logits(*m, 6, 384, &max_err, &max_abs);
+  if (HasFatalFailure()) return;
   ASSERT_GT(max_abs, 0.0);
   EXPECT_LE(max_err / max_abs, 2e-4);
 }
