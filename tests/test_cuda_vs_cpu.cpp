@@ -181,6 +181,23 @@ INSTANTIATE_TEST_SUITE_P(All, CudaVsCpuFixture, testing::ValuesIn(fixture_names(
 
 // ---- 2. synthetic models ---------------------------------------------------------------------
 
+// A smollm2-shaped synthetic model with 2 layers (random weights of the given types), and 20
+// random tokens from the same seed: the inputs of the synthetic and MdCSR cases below.
+[[maybe_unused]] Result<core::Model> small_synthetic(WeightType layer, WeightType head, uint64_t seed) {
+  PDVM_ASSIGN_OR_RETURN(model::SyntheticSpec spec, model::parse_shape("smollm2-135m"));
+  spec.config.n_layers = 2;
+  spec.layer_type = layer;
+  spec.head_type = head;
+  spec.seed = seed;
+  return model::make_synthetic_model(spec);
+}
+[[maybe_unused]] std::vector<int32_t> random_tokens(uint64_t seed, int vocab) {
+  std::mt19937 rng{uint32_t(seed)};
+  std::vector<int32_t> tokens(20);
+  for (auto& t : tokens) t = int32_t(rng() % uint32_t(vocab));
+  return tokens;
+}
+
 class CudaVsCpuSynthetic : public testing::TestWithParam<WeightType> {};
 
 TEST_P(CudaVsCpuSynthetic, LogitsMatchCpuReference) {
@@ -189,17 +206,10 @@ TEST_P(CudaVsCpuSynthetic, LogitsMatchCpuReference) {
 #else
   std::string why;
   if (!have_gpu(&why)) GTEST_SKIP() << why;
-  auto spec = model::parse_shape("smollm2-135m");
-  ASSERT_TRUE(spec.is_ok()) << spec.status().message();
-  spec->config.n_layers = 2;
-  spec->layer_type = GetParam();
-  spec->head_type = GetParam();
-  spec->seed = std::random_device{}();
-  auto model = model::make_synthetic_model(*spec);
+  const uint64_t seed = std::random_device{}();
+  auto model = small_synthetic(GetParam(), GetParam(), seed);
   ASSERT_TRUE(model.is_ok()) << model.status().message();
-  std::mt19937 rng(uint32_t(spec->seed));
-  std::vector<int32_t> tokens(20);
-  for (auto& t : tokens) t = int32_t(rng() % uint32_t(model->config.vocab_size));
+  const auto tokens = random_tokens(seed, model->config.vocab_size);
   compare_on(*model, tokens, tolerance_for(GetParam()),
              "synthetic " + std::string(core::weight_type_name(GetParam())));
 #endif
@@ -225,13 +235,8 @@ TEST_P(CudaVsCpuMdCsr, LogitsMatchCpuReference) {
 #else
   std::string why;
   if (!have_gpu(&why)) GTEST_SKIP() << why;
-  auto spec = model::parse_shape("smollm2-135m");
-  ASSERT_TRUE(spec.is_ok()) << spec.status().message();
-  spec->config.n_layers = 2;
-  spec->layer_type = WeightType::kBF16;
-  spec->head_type = WeightType::kQ8_0;
-  spec->seed = std::random_device{}();
-  auto dense = model::make_synthetic_model(*spec);
+  const uint64_t seed = std::random_device{}();
+  auto dense = small_synthetic(WeightType::kBF16, WeightType::kQ8_0, seed);
   ASSERT_TRUE(dense.is_ok()) << dense.status().message();
   model::ConvertOptions opt;
   opt.format = model::CompressFormat::kMdCsr;
@@ -239,9 +244,7 @@ TEST_P(CudaVsCpuMdCsr, LogitsMatchCpuReference) {
   auto sparse = model::compress_model(*dense, opt, nullptr);
   ASSERT_TRUE(sparse.is_ok()) << sparse.status().message();
   ASSERT_EQ(sparse->layers.at(0).w_down.type, WeightType::kMdCsr);
-  std::mt19937 rng(uint32_t(spec->seed));
-  std::vector<int32_t> tokens(20);
-  for (auto& t : tokens) t = int32_t(rng() % uint32_t(sparse->config.vocab_size));
+  const auto tokens = random_tokens(seed, sparse->config.vocab_size);
   compare_on(*sparse, tokens, tolerance_for(WeightType::kMdCsr),
              "mdcsr sparsity " + std::to_string(GetParam()));
 #endif
