@@ -7,9 +7,10 @@
 // References and tolerances: the int8 kernels (i8_row, bitmap) multiply by x's two-term int8
 // codes (x ~= s q + s/256 q_lo, see cpu/matvec.h), so their reference uses that same quantized x
 // in fp64: the only difference left is f32 accumulation order, bounded by
-// 1e-5 * sum_c |w_c x_c| + 1e-6. MdCSR multiplies by x's f32 copy, and its reference does too,
-// with the same bound. A looser check against the unquantized x (the true product) bounds the
-// int8 x error: |err| <= sum_c |w_c| * fine_scale_c / 2.
+// 1e-5 * sum_c |w_c x_c| + 1e-6. A looser check against the unquantized x (the true product)
+// bounds the int8 x error: |err| <= sum_c |w_c| * fine_scale_c / 2. MdCSR multiplies by x as
+// whole-vector int16 codes (x16_*, one scale S; chunks with a gap of 128+ columns by x's f32 copy),
+// so its reference is the f32 x with the bound 1e-5 * sum_c |w_c x_c| + 1e-6 + sum_c |w_c| * S / 2.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -73,10 +74,12 @@ void reference(const formats::QuantizedMatrix& m, const std::vector<double>& xv,
   }
 }
 
-void check(WeightType type, int64_t rows, int64_t cols, double sparsity, uint32_t seed, core::ThreadPool& pool) {
-  SCOPED_TRACE(testing::Message() << core::weight_type_name(type) << " " << rows << "x" << cols << " sparsity "
-                                  << sparsity);
-  const auto qm = make_matrix(rows, cols, sparsity, seed, true);
+// qm through the kernel of `type` against the references above; x ~ N(0, 1), times x_outlier at
+// every 97th column (activations with a few large channels: the whole-vector x16 scale of MdCSR
+// then follows the outliers).
+void check_matrix(WeightType type, const formats::QuantizedMatrix& qm, uint32_t seed, core::ThreadPool& pool,
+                  float x_outlier = 1.0f) {
+  const int64_t rows = qm.rows, cols = qm.cols;
   std::vector<uint8_t> dense;
   formats::SparseArrays arrays;
   core::SparseLayout layout;
@@ -95,6 +98,7 @@ void check(WeightType type, int64_t rows, int64_t cols, double sparsity, uint32_
   std::normal_distribution<float> nd(0, 1);
   std::vector<float> x(static_cast<size_t>(cols));
   for (auto& v : x) v = nd(rng);
+  for (size_t c = 0; c < x.size(); c += 97) x[c] *= x_outlier;
   cpu::PreparedInput px(cols);
   px.prepare(x.data(), cols);
   std::vector<double> xq(static_cast<size_t>(cols)), xf(static_cast<size_t>(cols)), xerr(static_cast<size_t>(cols));
@@ -102,7 +106,8 @@ void check(WeightType type, int64_t rows, int64_t cols, double sparsity, uint32_
     xq[size_t(c)] = double(px.q8()[c]) * double(px.q8_scale()[c / 32]) +
                     double(px.q8_lo()[c]) * double(px.q8_fine_scale()[c / 32]);
     xf[size_t(c)] = double(x[size_t(c)]);
-    xerr[size_t(c)] = double(px.q8_fine_scale()[c / 32]) * 0.5;
+    xerr[size_t(c)] = type == WeightType::kMdCsr ? double(px.x16_scale()) * 0.5
+                                                 : double(px.q8_fine_scale()[c / 32]) * 0.5;
   }
   const bool uses_q8 = type != WeightType::kMdCsr;
   std::vector<double> y_ref, mag, y_true, mag_true, err_bound, dummy;
@@ -117,7 +122,7 @@ void check(WeightType type, int64_t rows, int64_t cols, double sparsity, uint32_
   cpu::matvec(w, px, y.data(), pool);
   cpu::matvec_rows(w, px, y_rows.data(), 0, rows);
   for (int64_t r = 0; r < rows; ++r) {
-    const double tol = 1e-5 * mag[size_t(r)] + 1e-6;
+    const double tol = 1e-5 * mag[size_t(r)] + 1e-6 + (uses_q8 ? 0.0 : err_bound[size_t(r)] * 128.0 / 127.0);
     ASSERT_NEAR(y[size_t(r)], y_ref[size_t(r)], tol) << "row " << r;
     ASSERT_EQ(y[size_t(r)], y_rows[size_t(r)]) << "row " << r << ": threaded and single-thread differ";
     const double true_tol = err_bound[size_t(r)] * 128.0 / 127.0 + tol;
@@ -125,7 +130,55 @@ void check(WeightType type, int64_t rows, int64_t cols, double sparsity, uint32_
   }
 }
 
+void check(WeightType type, int64_t rows, int64_t cols, double sparsity, uint32_t seed, core::ThreadPool& pool) {
+  SCOPED_TRACE(testing::Message() << core::weight_type_name(type) << " " << rows << "x" << cols << " sparsity "
+                                  << sparsity);
+  check_matrix(type, make_matrix(rows, cols, sparsity, seed, true), seed, pool);
+}
+
+// Rows whose density changes along the row, in runs of 40-400 columns, from full to one entry per
+// 300 columns, plus single gaps of 127-129 and 255-257 columns: within one row, groups of 4 chunks
+// that fit the row's shared window, groups that only fit one window per chunk, and chunks with an
+// offset >= 128 (the gathered ones) all occur, at every share mode the row's mean span picks.
+formats::QuantizedMatrix make_mixed_matrix(int64_t rows, int64_t cols, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<double> u(0, 1);
+  std::uniform_int_distribution<int> v(-127, 127), run(40, 400), pick(0, 7);
+  const double keep[] = {1.0, 0.9, 0.7, 0.5, 0.35, 0.2, 0.05, 1.0 / 300};
+  formats::QuantizedMatrix m;
+  m.rows = rows;
+  m.cols = cols;
+  m.q.assign(size_t(rows * cols), 0);
+  m.scale.resize(size_t(rows));
+  for (int64_t r = 0; r < rows; ++r) {
+    m.scale[size_t(r)] = float(0.001 + 0.01 * u(rng));
+    // Rows differ in their mix, so their mean span (and so the kernel's share mode) differs too.
+    const int bias = int(r % 4);
+    for (int64_t c = 0; c < cols;) {
+      const int64_t end = std::min<int64_t>(cols, c + run(rng));
+      const double p = keep[std::min(7, pick(rng) + bias)];
+      for (; c < end; ++c)
+        if (u(rng) < p) m.q[size_t(r * cols + c)] = int8_t(v(rng) == 0 ? 1 : v(rng));
+      if (u(rng) < 0.3) c += std::uniform_int_distribution<int>(127, 129)(rng) - 1;  // gaps 127..129
+      else if (u(rng) < 0.15) c += std::uniform_int_distribution<int>(255, 257)(rng) - 1;
+    }
+  }
+  return m;
+}
+
 }  // namespace
+
+TEST(Spmv, MdCsrMixedSpansWithinRows) {
+  core::ThreadPool pool(2);
+  uint32_t seed = 500;
+  for (int64_t cols : {300, 1536, 5120, 17920})
+    for (float outlier : {1.0f, 100.0f}) {
+      SCOPED_TRACE(testing::Message() << "mixed " << cols << " cols, outlier x" << outlier);
+      check_matrix(WeightType::kMdCsr, make_mixed_matrix(24, cols, seed), seed, pool, outlier);
+      ++seed;
+      if (HasFatalFailure()) return;
+    }
+}
 
 TEST(Spmv, AllFormatsManyShapesAndSparsities) {
   core::ThreadPool pool(2);

@@ -73,6 +73,8 @@ PreparedInput::PreparedInput(int64_t max_cols) : max_cols_(max_cols) {
   fine_scale_.reset(alloc_aligned<float>(padded / kXBlock));
   sum32_.reset(alloc_aligned<float>(padded / kXBlock));
   sum16_.reset(alloc_aligned<float>(padded / 16));
+  x16_hi_.reset(alloc_aligned<uint8_t>(padded + kX16Slack));
+  x16_lo_.reset(alloc_aligned<uint8_t>(padded + kX16Slack));
 }
 
 void PreparedInput::prepare(const float* x, int64_t cols) {
@@ -101,6 +103,33 @@ void PreparedInput::prepare(const float* x, int64_t cols) {
   for (int64_t c = 0; c < padded; ++c) {
     u8_[c] = uint8_t(q8_[c]) ^ 0x80u;
     u8_lo_[c] = uint8_t(q8_lo_[c]) ^ 0x80u;
+  }
+  // Whole-vector int16 codes (x16_hi/lo): v = round(x / s) in [-32639, 32639] with s = max|x| /
+  // 32639 (127 * 257), split as v = 256 * hi + lo with hi = (v + 128) >> 8 in [-127, 127] and lo
+  // in [-128, 127]. |x| compared as integer bits (monotonic for non-NaN floats) so the loops
+  // vectorize. Cost: bench_matvec prepare/5120 10.7 -> 11.6 us CPU, /17920 36.8 -> 40.6 (load ~3.4).
+  {
+    uint32_t max_bits = 0;
+    for (int64_t c = 0; c < cols; ++c) {
+      uint32_t b;
+      std::memcpy(&b, f32_.get() + c, 4);
+      max_bits = std::max(max_bits, b & 0x7FFFFFFFu);
+    }
+    float max_abs;
+    std::memcpy(&max_abs, &max_bits, 4);
+    constexpr float kV = 127 * 257;
+    x16_scale_ = max_abs > 0 ? max_abs / kV : 0.0f;
+    const float inv = max_abs > 0 ? kV / max_abs : 0.0f;
+    const float* xf = f32_.get();
+    uint8_t* hi = x16_hi_.get();
+    uint8_t* lo = x16_lo_.get();
+    for (int64_t c = 0; c < padded + kX16Slack; ++c) {
+      const float t = c < padded ? xf[c] * inv : 0.0f;
+      const int v = std::clamp(int(t + (t >= 0 ? 0.5f : -0.5f)), -32639, 32639);  // round half away
+      const int h = (v + 128) >> 8;
+      hi[c] = uint8_t(h + 128);
+      lo[c] = uint8_t(v - 256 * h + 128);
+    }
   }
   // Block b = 16 g + k of x sits under stream bytes 20 k + 4 .. 20 k + 19 of group g's 320.
   for (int64_t b = 0; b < padded / kXBlock; ++b) {

@@ -70,6 +70,15 @@ class PreparedInput {
   const float* q8_scaled_sum32() const { return sum32_.get(); }
   // [P / 16]: the same sum over each half block of 16 (Q6_K's unit).
   const float* q8_scaled_sum16() const { return sum16_.get(); }
+  // x as one int16 per element with ONE scale for the whole vector (cpu/spmv.cpp's MdCSR kernel,
+  // whose byte picks mix columns of different 32-blocks in one vpdpbusd lane):
+  // x[c] ~= x16_scale() * (256 * (x16_hi()[c] - 128) + (x16_lo()[c] - 128)), |error| <= scale / 2
+  // = max|x| / 65278. Both bytes are biased by 128 (unsigned, for vpdpbusd); padded with the code
+  // of 0 to P + kX16Slack bytes, so a 128-byte window at any column < cols stays inside.
+  static constexpr int64_t kX16Slack = 128;
+  const uint8_t* x16_hi() const { return x16_hi_.get(); }
+  const uint8_t* x16_lo() const { return x16_lo_.get(); }
+  float x16_scale() const { return x16_scale_; }
 
  private:
   struct FreeDeleter { void operator()(void* p) const { std::free(p); } };
@@ -89,6 +98,9 @@ class PreparedInput {
   Buffer<float> fine_scale_;
   Buffer<float> sum32_;
   Buffer<float> sum16_;
+  Buffer<uint8_t> x16_hi_;
+  Buffer<uint8_t> x16_lo_;
+  float x16_scale_ = 0;
 };
 
 // y[r] = sum_c W[r][c] * x[c] for every row r, rows split across the pool's threads.

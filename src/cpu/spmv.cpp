@@ -1,5 +1,6 @@
 // SpMV / matvec kernels for the compressed formats (see spmv.h). The AVX-512 path needs
-// VBMI2 (vpexpandb, for the bitmap format) and VNNI (vpdpbusd); Zen 4 and Ice Lake+ have both.
+// VBMI2 (vpexpandb, for the bitmap format), VBMI (vpermt2b, for MdCSR) and VNNI (vpdpbusd); Zen 4
+// and Ice Lake+ have all three.
 // Without them a scalar path computes the same sums from x's f32 copy.
 #include "cpu/spmv.h"
 
@@ -10,8 +11,8 @@
 #include "formats/bitmap_i8.h"
 #include "formats/mdcsr.h"
 
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__) && \
-    defined(__AVX512VBMI2__) && defined(__AVX512DQ__)
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__) && defined(__AVX512VBMI__) && \
+    defined(__AVX512VBMI2__) && defined(__AVX512DQ__) && defined(__AVX512VL__)
 #define PDVM_SPMV_AVX512 1
 // GCC 12 warns inside its own AVX-512 headers (PR 105593), as in matvec_kernels.cpp.
 #if defined(__GNUC__) && !defined(__clang__)
@@ -177,160 +178,173 @@ inline float row_dot_groups_signed(int64_t cols, const PreparedInput& x, const S
 // 1-4 KB measured alike; one prefetch per 64 bytes consumed (per group of 4 chunks, per bitmap
 // group, per 64 int8 weights).
 constexpr int kPrefetchMdCsr = 2048, kPrefetchBitmap = 1024, kPrefetchI8 = 2048;
-// A row's mean columns per MdCSR chunk up to which its window is 64 floats, then 96 (else 128).
-constexpr int64_t kWindow64MaxSpan = 40, kWindow96MaxSpan = 60;
+// A row's mean columns per MdCSR chunk up to which 4 chunks share one 128-column window, then 2
+// (else each chunk has its own). 4 chunks span ~63/16 of the mean +- a few columns: 30% sparsity
+// (~23 per chunk) -> 4 per window, never failing. Pairs span ~31/16 of it: 50% (~32) -> 2, never
+// failing; 70% (~53) -> 2 too, although ~6% of pairs then miss the window and their group takes
+// one window per chunk after a mispredicted branch: per core 22 GB/s L2-resident (15 with one
+// window per chunk), 13-14 from DRAM (the same as one window per chunk; without the misses it
+// would be ~19). Branch-free alternatives that never miss (a 192-column window per pair, or a
+// third window for whichever pair misses) cost more than they saved (notes-cpu-kernels.md).
+// 80% (~80) -> 1 per chunk.
+constexpr int64_t kShare4MaxSpan = 26, kShare2MaxSpan = 60;
 
-// ---- MdCSR against x's f32 copy ----
+// ---- MdCSR against x's whole-vector int16 codes ----
+// x[c] ~= S (256 hi[c] + lo[c]), hi/lo stored as unsigned bytes biased by 128 (PreparedInput::
+// x16_hi/lo): a 128-column window of each is 2 zmm, and one vpermt2b picks 64 bytes from it, i.e.
+// 4 chunks' x at once when the chunks share the window. The f32 kernel this replaces needed
+// 2-3 vpermt2ps + blends + 4-6 zmm loads PER CHUNK and vpmovsxbd + convert + FMA for the values;
+// here the 64 values of 4 chunks go into 3 vpdpbusd as they are (u8 x codes by s8 values):
+//   A_h += (hi + 128) w,  A_l += (lo + 128) w,  A_s += w   (per dword lane, int32)
+//   sum_e w_e v_e = 256 (A_h - 128 A_s) + (A_l - 128 A_s), exact in integers; y = scale S sum.
+// Every 32-column block of x shares the one scale S, so a lane may mix columns from any blocks;
+// the price is precision: |error of x| <= S/2 = max|x| / 65278 (the f32 kernel was exact in x;
+// the int8 formats' per-block two-term x is within 1/65024 of each block's own max).
 // Per group of 4 chunks (64 entries): one 64-byte load of their deltas and a saturating byte
-// prefix sum inside each 128-bit lane (4 shift + add steps for 4 chunks, instead of 4 per chunk
-// on dwords): byte i of lane j = min(255, column of entry i of chunk j - start_j), where start_j
-// is the chunk's base, or (kAligned) its base rounded down to 16 floats, the shift (base & 15)
-// being added to the chunk's first delta before the sum. If all 64 offsets of the group fit a
-// window of 32 * NP floats (one compare for the group), each chunk takes the fast path: one vpermb
-// spreads its 16 offsets to dword lanes, 2 * NP zmm loads of x at start_j (L1) and NP vpermt2ps
-// + NP - 1 blends pick the 16 x values, and one FMA with the 16 int8 values widened to f32.
-// Otherwise each chunk of the group chooses: a 64- or 128-float window, or, when an offset
-// reaches 128 (a gap bridge), a vgatherdps from exact offsets.
-// The window is chosen per row from its mean chunk span, so that the group check almost never
-// fails: a mispredicted branch costs little when the arrays sit in L2, but from DRAM it stalls
-// the loads queued behind it. At 70% sparsity the 64-float window with a per-chunk 128-float
-// fallback ran at 11.4 GB/s per core L2-resident but 5.0 from DRAM; the branch-free 96-float
-// window, 9.8 and 8.0 (notes-cpu-kernels.md).
-// Reads 16 B values + 16 B deltas + 2 B base per chunk: 34 B per 16 stored entries.
+// prefix sum inside each 128-bit lane (4 shift + add steps): byte i of lane j = min(255, column of
+// entry i of chunk j - base_j); chunks sharing a window get base_j - (window's first base) added
+// (saturating). If every byte is < 128 (one test for the group), each window is 2 + 2 loads and 2
+// vpermt2b, merged with lane blends. Otherwise each chunk takes its own window (the same test on
+// the unshifted offsets), and in the rare group where that fails too, a chunk with
+// an offset >= 128 (a gap bridge, or a very sparse row) is gathered from x's f32 copy instead
+// (an f32 accumulator; its lanes in the byte picks are left at the code of 0).
+// Reads 16 B values + 16 B deltas + 2 B base per chunk: 34 B per 16 stored entries; 2 integer
+// multiply-adds per entry (2 FLOP-equivalents) plus one for the value sums.
 struct MdCsrCtx {
-  const float* xf;
-  int64_t x_len;  // x.f32() is zero-padded to round_up(cols, 512) floats (matvec.h): windows may read to here
+  const uint8_t* xh;  // x16_hi: padded past cols by >= 128 bytes, so any window at a column < cols fits
+  const uint8_t* xl;  // x16_lo
+  const float* xf;    // f32 copy, for the gathered chunks
   const core::SparseLayout* s;
 };
 
-// Byte 4i of dword lane i <- byte 16j + i: chunk j's offsets as dword indices (the other bytes 0).
-struct ChunkSpread {
-  __m512i idx[4];
-  ChunkSpread() {
-    alignas(64) uint8_t b[4][64] = {};
-    for (int j = 0; j < 4; ++j)
-      for (int i = 0; i < 16; ++i) b[j][4 * i] = uint8_t(16 * j + i);
-    for (int j = 0; j < 4; ++j) idx[j] = _mm512_load_si512(b[j]);
-  }
-};
-constexpr __mmask64 kDwordLowBytes = 0x1111111111111111ull;
-
-template <bool kAligned>
-inline int64_t mdcsr_start(int64_t base) { return kAligned ? base & ~int64_t(15) : base; }
-
 // Saturating prefix sums of n (1..4) chunks' offsets from chunk k (masked loads: nothing past
-// the row's chunks is read).
-template <bool kAligned>
+// the row's chunks is read). Byte i of lane j: min(255, col of entry i of chunk k+j - its base).
 inline __m512i mdcsr_scan(const core::SparseLayout& s, uint32_t k, uint32_t n) {
   const __mmask64 lm = n >= 4 ? ~__mmask64(0) : (__mmask64(1) << (16 * n)) - 1;
   __m512i sc = _mm512_maskz_loadu_epi8(lm, s.deltas + size_t(k) * kMdCsrChunk);
-  if constexpr (kAligned) {
-    // Bases as words [b0, 0, b1, 0, b2, 0, b3, 0], widened to qwords: qword 2j = b_j, so byte 16j
-    // (chunk j's first delta) gets b_j & 15.
-    const __m128i b = _mm_cvtepu16_epi32(_mm_maskz_loadu_epi16(__mmask8((1u << n) - 1), s.chunk_base + k));
-    sc = _mm512_adds_epu8(sc, _mm512_and_si512(_mm512_cvtepu16_epi64(b), _mm512_set1_epi64(15)));
-  }
   sc = _mm512_adds_epu8(sc, _mm512_bslli_epi128(sc, 1));
   sc = _mm512_adds_epu8(sc, _mm512_bslli_epi128(sc, 2));
   sc = _mm512_adds_epu8(sc, _mm512_bslli_epi128(sc, 4));
   return _mm512_adds_epu8(sc, _mm512_bslli_epi128(sc, 8));
 }
 
-// x at dword indices idx (each < 32 * NP) of the 32 * NP floats at xb; NP = 2, 3 or 4.
-template <int NP>
-inline __m512 mdcsr_pick(const float* xb, __m512i idx) {
-  const __mmask16 b5 = _mm512_test_epi32_mask(idx, _mm512_set1_epi32(32));
-  const __m512 p0 = _mm512_permutex2var_ps(_mm512_loadu_ps(xb), idx, _mm512_loadu_ps(xb + 16));
-  const __m512 p1 = _mm512_permutex2var_ps(_mm512_loadu_ps(xb + 32), idx, _mm512_loadu_ps(xb + 48));
-  __m512 v = _mm512_mask_blend_ps(b5, p0, p1);
-  if constexpr (NP >= 3) {
-    __m512 hi = _mm512_permutex2var_ps(_mm512_loadu_ps(xb + 64), idx, _mm512_loadu_ps(xb + 80));
-    if constexpr (NP == 4)
-      hi = _mm512_mask_blend_ps(b5, hi, _mm512_permutex2var_ps(_mm512_loadu_ps(xb + 96), idx, _mm512_loadu_ps(xb + 112)));
-    v = _mm512_mask_blend_ps(_mm512_test_epi32_mask(idx, _mm512_set1_epi32(64)), v, hi);
+// Byte i <- byte i / 16: spreads 4 bytes over the 4 128-bit lanes.
+inline __m512i lane_of_byte() {
+  return _mm512_set_epi64(0x0303030303030303ll, 0x0303030303030303ll, 0x0202020202020202ll, 0x0202020202020202ll,
+                          0x0101010101010101ll, 0x0101010101010101ll, 0, 0);
+}
+
+// Lane j: min(255, base_j - base of the first chunk of j's window), G chunks per window.
+template <int G>
+inline __m512i mdcsr_window_shift(const uint16_t* b) {
+  const __m128i v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b));
+  const __m128i first = G == 2 ? _mm_shufflelo_epi16(v, _MM_SHUFFLE(2, 2, 0, 0)) : _mm_shufflelo_epi16(v, 0);
+  const __m128i d = _mm_cvtusepi16_epi8(_mm_sub_epi16(v, first));  // bases increase: u16 differences
+  return _mm512_permutexvar_epi8(lane_of_byte(), _mm512_castsi128_si512(d));
+}
+
+// x's two code bytes at byte indices idx (each < 128) of the 128-column window at start.
+inline void mdcsr_pick(const MdCsrCtx& cx, int64_t start, __m512i idx, __m512i& h, __m512i& l) {
+  h = _mm512_permutex2var_epi8(_mm512_loadu_si512(cx.xh + start), idx, _mm512_loadu_si512(cx.xh + start + 64));
+  l = _mm512_permutex2var_epi8(_mm512_loadu_si512(cx.xl + start), idx, _mm512_loadu_si512(cx.xl + start + 64));
+}
+
+constexpr __mmask64 kLane1 = 0xFFFFull << 16, kLane3 = 0xFFFFull << 48, kLanes23 = 0xFFFFFFFFull << 32;
+
+// The fast path: sc (window-relative offsets) all < 128.
+template <int G>
+inline void mdcsr_group_fast(const MdCsrCtx& cx, const uint16_t* b, __m512i sc, __m512i& h, __m512i& l) {
+  if constexpr (G == 4) {
+    mdcsr_pick(cx, b[0], sc, h, l);
+  } else if constexpr (G == 2) {
+    __m512i h0, l0, h1, l1;
+    mdcsr_pick(cx, b[0], sc, h0, l0);
+    mdcsr_pick(cx, b[2], sc, h1, l1);
+    h = _mm512_mask_blend_epi8(kLanes23, h0, h1);
+    l = _mm512_mask_blend_epi8(kLanes23, l0, l1);
+  } else {
+    __m512i h0, l0, h1, l1, h2, l2, h3, l3;
+    mdcsr_pick(cx, b[0], sc, h0, l0);
+    mdcsr_pick(cx, b[1], sc, h1, l1);
+    mdcsr_pick(cx, b[2], sc, h2, l2);
+    mdcsr_pick(cx, b[3], sc, h3, l3);
+    h = _mm512_mask_blend_epi8(kLanes23, _mm512_mask_blend_epi8(kLane1, h0, h1), _mm512_mask_blend_epi8(kLane3, h2, h3));
+    l = _mm512_mask_blend_epi8(kLanes23, _mm512_mask_blend_epi8(kLane1, l0, l1), _mm512_mask_blend_epi8(kLane3, l2, l3));
   }
-  return v;
 }
 
-inline __m512 mdcsr_values(const core::SparseLayout& s, uint32_t c) {
-  return _mm512_cvtepi32_ps(
-      _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s.values + size_t(c) * kMdCsrChunk))));
-}
-
-// A window of 32 * NP floats at start, or at the end of x when that would pass it (columns <
-// cols <= x_len, so they are all inside [x_len - 32 NP, x_len)).
-template <int NP>
-inline __m512 mdcsr_window(const MdCsrCtx& cx, __m512i idx, int64_t start) {
-  if (start + 32 * NP > cx.x_len) [[unlikely]] {
-    idx = _mm512_add_epi32(idx, _mm512_set1_epi32(int(start - (cx.x_len - 32 * NP))));
-    start = cx.x_len - 32 * NP;
-  }
-  return mdcsr_pick<NP>(cx.xf + start, idx);
-}
-
-// x values of chunk c = k + J (its scanned offsets in lane J of sc), whatever its span.
-template <int J, bool kAligned>
-// wide, far: the bytes of sc >= 64, >= 128.
-inline __m512 mdcsr_chunk_any(const MdCsrCtx& cx, const ChunkSpread& spread, __m512i sc, uint64_t wide,
-                              uint64_t far, uint32_t c) {
-  const int64_t base = cx.s->chunk_base[c];
-  if ((far >> (16 * J) & 0xFFFF) == 0) {
-    const __m512i idx = _mm512_maskz_permutexvar_epi8(kDwordLowBytes, spread.idx[J], sc);
-    if ((wide >> (16 * J) & 0xFFFF) == 0) return mdcsr_window<2>(cx, idx, mdcsr_start<kAligned>(base));
-    return mdcsr_window<4>(cx, idx, mdcsr_start<kAligned>(base));
-  }
-  // An offset >= 128: exact offsets (no saturation) from the deltas, 4 shift-and-add steps on
-  // dwords, then a gather.
-  const __m512i zero = _mm512_setzero_si512();
-  __m512i d = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(cx.s->deltas + size_t(c) * kMdCsrChunk)));
-  d = _mm512_add_epi32(d, _mm512_alignr_epi32(d, zero, 15));
-  d = _mm512_add_epi32(d, _mm512_alignr_epi32(d, zero, 14));
-  d = _mm512_add_epi32(d, _mm512_alignr_epi32(d, zero, 12));
-  d = _mm512_add_epi32(d, _mm512_alignr_epi32(d, zero, 8));
-  return _mm512_i32gather_ps(_mm512_add_epi32(d, _mm512_set1_epi32(int(base))), cx.xf, 4);
-}
-
-// The fast path for chunk J of a group: all offsets < 32 * NP and the window inside x.
-template <int J, int NP, bool kAligned>
-inline __m512 mdcsr_fast(const float* xf, const ChunkSpread& spread, __m512i sc, int64_t base) {
-  return mdcsr_pick<NP>(xf + mdcsr_start<kAligned>(base), _mm512_maskz_permutexvar_epi8(kDwordLowBytes, spread.idx[J], sc));
-}
-
-// Sum over chunks [k, k1) of one row with windows of 32 * NP floats.
-template <int NP, bool kAligned>
-inline float mdcsr_row(const MdCsrCtx& cx, const ChunkSpread& spread, uint32_t k, uint32_t k1) {
+// Chunks k .. k+n-1 (n <= 4) one by one, from their own offsets sc0 (relative to their bases):
+// a 128-column window each, or, with an offset >= 128, a gather from x's f32 copy into af (its
+// lanes in h, l keep the code of 0: 128).
+inline void mdcsr_group_slow(const MdCsrCtx& cx, uint32_t k, uint32_t n, __m512i sc0, __m512i& h, __m512i& l,
+                             __m512& af) {
   const core::SparseLayout& s = *cx.s;
-  __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  const uint64_t far = _mm512_movepi8_mask(sc0);
+  h = l = _mm512_set1_epi8(char(0x80));
+  for (uint32_t j = 0; j < n; ++j) {
+    const uint32_t c = k + j;
+    const int64_t base = s.chunk_base[c];
+    if ((far >> (16 * j) & 0xFFFF) == 0) {
+      __m512i ph, pl;
+      mdcsr_pick(cx, base, sc0, ph, pl);
+      const __mmask64 lane = 0xFFFFull << (16 * j);
+      h = _mm512_mask_blend_epi8(lane, h, ph);
+      l = _mm512_mask_blend_epi8(lane, l, pl);
+      continue;
+    }
+    // Exact offsets (no saturation) from the deltas, 4 shift-and-add steps on dwords, then a gather.
+    const __m512i zero = _mm512_setzero_si512();
+    __m512i d = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s.deltas + size_t(c) * kMdCsrChunk)));
+    d = _mm512_add_epi32(d, _mm512_alignr_epi32(d, zero, 15));
+    d = _mm512_add_epi32(d, _mm512_alignr_epi32(d, zero, 14));
+    d = _mm512_add_epi32(d, _mm512_alignr_epi32(d, zero, 12));
+    d = _mm512_add_epi32(d, _mm512_alignr_epi32(d, zero, 8));
+    const __m512 xv = _mm512_i32gather_ps(_mm512_add_epi32(d, _mm512_set1_epi32(int(base))), cx.xf, 4);
+    const __m512 wv = _mm512_cvtepi32_ps(
+        _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s.values + size_t(c) * kMdCsrChunk))));
+    af = _mm512_fmadd_ps(wv, xv, af);
+  }
+}
+
+// Sum over chunks [k, k1) of one row, G chunks per window, in units of the row's scale.
+template <int G>
+inline float mdcsr_row(const MdCsrCtx& cx, float x_scale, uint32_t k, uint32_t k1) {
+  const core::SparseLayout& s = *cx.s;
+  const __m512i ones = _mm512_set1_epi8(1);
+  __m512i ah = _mm512_setzero_si512(), al = ah, as = ah;
+  __m512 af = _mm512_setzero_ps();
   for (; k + 4 <= k1; k += 4) {
     // (prefetch never faults, so running past the arrays' ends is harmless)
     _mm_prefetch(reinterpret_cast<const char*>(s.deltas + size_t(k) * kMdCsrChunk + kPrefetchMdCsr), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(s.values + size_t(k) * kMdCsrChunk + kPrefetchMdCsr), _MM_HINT_T0);
-    const __m512i sc = mdcsr_scan<kAligned>(s, k, 4);
+    const __m512i sc0 = mdcsr_scan(s, k, 4);
     const uint16_t* b = s.chunk_base + k;
-    // Bases increase along a row, so if the last chunk's window ends inside x, all do.
-    if (_mm512_cmpge_epu8_mask(sc, _mm512_set1_epi8(char(32 * NP))) == 0 &&
-        mdcsr_start<kAligned>(b[3]) + 32 * NP <= cx.x_len) [[likely]] {
-      a0 = _mm512_fmadd_ps(mdcsr_values(s, k), mdcsr_fast<0, NP, kAligned>(cx.xf, spread, sc, b[0]), a0);
-      a1 = _mm512_fmadd_ps(mdcsr_values(s, k + 1), mdcsr_fast<1, NP, kAligned>(cx.xf, spread, sc, b[1]), a1);
-      a2 = _mm512_fmadd_ps(mdcsr_values(s, k + 2), mdcsr_fast<2, NP, kAligned>(cx.xf, spread, sc, b[2]), a2);
-      a3 = _mm512_fmadd_ps(mdcsr_values(s, k + 3), mdcsr_fast<3, NP, kAligned>(cx.xf, spread, sc, b[3]), a3);
-    } else {
-      const uint64_t wide = _mm512_cmpge_epu8_mask(sc, _mm512_set1_epi8(64)), far = _mm512_movepi8_mask(sc);
-      a0 = _mm512_fmadd_ps(mdcsr_values(s, k), mdcsr_chunk_any<0, kAligned>(cx, spread, sc, wide, far, k), a0);
-      a1 = _mm512_fmadd_ps(mdcsr_values(s, k + 1), mdcsr_chunk_any<1, kAligned>(cx, spread, sc, wide, far, k + 1), a1);
-      a2 = _mm512_fmadd_ps(mdcsr_values(s, k + 2), mdcsr_chunk_any<2, kAligned>(cx, spread, sc, wide, far, k + 2), a2);
-      a3 = _mm512_fmadd_ps(mdcsr_values(s, k + 3), mdcsr_chunk_any<3, kAligned>(cx, spread, sc, wide, far, k + 3), a3);
-    }
+    __m512i sc = sc0;
+    if constexpr (G > 1) sc = _mm512_adds_epu8(sc0, mdcsr_window_shift<G>(b));
+    __m512i h, l;
+    if (_mm512_movepi8_mask(sc) == 0) [[likely]] mdcsr_group_fast<G>(cx, b, sc, h, l);
+    else if (G > 1 && _mm512_movepi8_mask(sc0) == 0) mdcsr_group_fast<1>(cx, b, sc0, h, l);
+    else mdcsr_group_slow(cx, k, 4, sc0, h, l, af);
+    const __m512i wv = _mm512_loadu_si512(s.values + size_t(k) * kMdCsrChunk);
+    ah = _mm512_dpbusd_epi32(ah, h, wv);
+    al = _mm512_dpbusd_epi32(al, l, wv);
+    as = _mm512_dpbusd_epi32(as, ones, wv);
   }
-  if (k < k1) {  // the row's last 1-3 chunks
+  if (k < k1) {  // the row's last 1-3 chunks (masked loads: values past them read as 0)
     const uint32_t n = k1 - k;
-    const __m512i sc = mdcsr_scan<kAligned>(s, k, n);
-    const uint64_t wide = _mm512_cmpge_epu8_mask(sc, _mm512_set1_epi8(64)), far = _mm512_movepi8_mask(sc);
-    a0 = _mm512_fmadd_ps(mdcsr_values(s, k), mdcsr_chunk_any<0, kAligned>(cx, spread, sc, wide, far, k), a0);
-    if (n > 1) a1 = _mm512_fmadd_ps(mdcsr_values(s, k + 1), mdcsr_chunk_any<1, kAligned>(cx, spread, sc, wide, far, k + 1), a1);
-    if (n > 2) a2 = _mm512_fmadd_ps(mdcsr_values(s, k + 2), mdcsr_chunk_any<2, kAligned>(cx, spread, sc, wide, far, k + 2), a2);
+    __m512i h, l;
+    mdcsr_group_slow(cx, k, n, mdcsr_scan(s, k, n), h, l, af);
+    const __m512i wv = _mm512_maskz_loadu_epi8((__mmask64(1) << (16 * n)) - 1, s.values + size_t(k) * kMdCsrChunk);
+    ah = _mm512_dpbusd_epi32(ah, h, wv);
+    al = _mm512_dpbusd_epi32(al, l, wv);
+    as = _mm512_dpbusd_epi32(as, ones, wv);
   }
-  return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+  // A_h - 128 A_s = sum w hi, A_l - 128 A_s = sum w lo: each |.| <= 128 * 128 per stored entry,
+  // so the int32 lane sums hold up to 2^17 entries (a row has at most 65536 columns).
+  const __m512i a7 = _mm512_slli_epi32(as, 7);
+  const int64_t hi = _mm512_reduce_add_epi32(_mm512_sub_epi32(ah, a7));
+  const int64_t lo = _mm512_reduce_add_epi32(_mm512_sub_epi32(al, a7));
+  return float(double(x_scale) * double(256 * hi + lo) + double(_mm512_reduce_add_ps(af)));
 }
 #endif
 
@@ -417,18 +431,16 @@ void rows_mdcsr(const Matrix& w, const PreparedInput& x, float* y, int64_t r0, i
   const core::SparseLayout& s = *w.sparse;
   const float* xf = x.f32();
 #if defined(PDVM_SPMV_AVX512)
-  const MdCsrCtx c{xf, (w.cols + 511) / 512 * 512, &s};
-  static const ChunkSpread spread;
+  const MdCsrCtx c{x.x16_hi(), x.x16_lo(), xf, &s};
+  const float x_scale = x.x16_scale();
   for (int64_t r = r0; r < r1; ++r) {
     const uint32_t k0 = s.row_ptr[r], k1 = s.row_ptr[r + 1];
-    // The window that holds nearly all of this row's chunks, from its mean chunk span (cols per
-    // chunk; a chunk spans ~15/16 of that, +-20-30%, plus the 0-15 shift of an aligned window):
-    // 50% sparsity gives ~32 columns per chunk -> 64 floats; 70% ~53 -> 96; 80% ~80 -> 128.
+    // How many chunks share a window, from the row's mean chunk span (cols per chunk).
     const int64_t per_chunk = k1 > k0 ? w.cols / int64_t(k1 - k0) : 0;
     float dot;
-    if (per_chunk <= kWindow64MaxSpan) dot = mdcsr_row<2, false>(c, spread, k0, k1);
-    else if (per_chunk <= kWindow96MaxSpan) dot = mdcsr_row<3, true>(c, spread, k0, k1);
-    else dot = mdcsr_row<4, true>(c, spread, k0, k1);
+    if (per_chunk <= kShare4MaxSpan) dot = mdcsr_row<4>(c, x_scale, k0, k1);
+    else if (per_chunk <= kShare2MaxSpan) dot = mdcsr_row<2>(c, x_scale, k0, k1);
+    else dot = mdcsr_row<1>(c, x_scale, k0, k1);
     y[r] = s.row_scale[r] * dot;
   }
 #else
