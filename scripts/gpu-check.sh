@@ -10,7 +10,8 @@
 # Env:   PDVM_PREBUILT=DIR  use DIR/pdvm, DIR/test_cuda_backend, DIR/lib (built elsewhere with the
 #                           same nvcc) instead of configuring here (the GPU image may lack the
 #                           build's dependencies: nlohmann-json, CLI11, PCRE2, ICU, GoogleTest)
-#        FORMATS="bf16 f16 q8_0 q4_0 q4_1 mdcsr@0.5 mdcsr@0.7"  (FMT@S: --sparsity S)
+#        FORMATS="bf16 f16 q8_0 q4_0 q4_1 i8_row mdcsr@0.5 bitmap_i8@0.7"  (FMT@S: --sparsity S,
+#                           for the sparse formats mdcsr and bitmap_i8)
 #        MODES="ops layer token"  DEPTHS=0,1024,4096  TOKENS=20
 #        EXTRA_BENCH="q8_0:token:PDVM_CUDA_MIN_CHUNK=8"  extra runs FMT:MODE:VAR=VALUE (an env knob)
 #        TORCH=0  skip the PyTorch side-by-side
@@ -20,7 +21,7 @@ out=${2:-${OUT:-out/gpu-check}}
 mkdir -p "$out"
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-FORMATS=${FORMATS:-"bf16 q8_0 q4_0 q4_1 mdcsr@0.5 mdcsr@0.7"}
+FORMATS=${FORMATS:-"bf16 q8_0 q4_0 q4_1 mdcsr@0.5 mdcsr@0.7 i8_row bitmap_i8@0.5 bitmap_i8@0.7"}
 MODES=${MODES:-"ops layer token"}
 EXTRA_BENCH=${EXTRA_BENCH:-}
 TORCH=${TORCH:-1}
@@ -57,17 +58,18 @@ fi
 if [[ $stage == tests || $stage == all ]]; then
   log "GPU tests"
   if [[ -z "${PDVM_PREBUILT:-}" ]]; then
-    (cd build-gpu && timeout 400 ctest -L gpu --output-on-failure) > "$out/tests.log" 2>&1
+    (cd build-gpu && timeout 500 ctest -L gpu --output-on-failure) > "$out/tests.log" 2>&1
   else
     # two processes, each with its own limit, so a hang in one group still leaves the other's result
     timeout 120 "${tests[0]}" --gtest_filter='-*phi4*' > "$out/tests.log" 2>&1
     echo "tests exit (small shapes): $?" >> "$out/tests.log"
     timeout 150 "${tests[0]}" --gtest_filter='*phi4*' >> "$out/tests.log" 2>&1
     echo "tests exit (phi4): $?" >> "$out/tests.log"
-    timeout 150 "${tests[1]}" >> "$out/tests.log" 2>&1
+    # test_cuda_vs_cpu: fixtures, synthetic formats, converted mdcsr / bitmap_i8 / i8_row models
+    timeout 300 "${tests[1]}" >> "$out/tests.log" 2>&1
   fi
   echo "tests exit: $?" >> "$out/tests.log"
-  grep -E "worst rel|vs cpu|smollm2 \]|FAILED|PASSED|SKIPPED \]|tests exit|Failure|Expected|Which is" "$out/tests.log" | head -90
+  grep -E "worst rel|vs cpu|smollm2 \]|FAILED|PASSED|SKIPPED \]|tests exit|Failure|Expected|Which is" "$out/tests.log" | head -130
   # the fused kernels under both tools: the variant (2 layers, 48 positions, every mode) and the
   # q4_1 model (4 layers) for memcheck; racecheck (shared-memory hazards) on the variant alone
   log "compute-sanitizer memcheck (smollm2 q4_1 4 layers and the variant; ops, layer, token)"
@@ -120,7 +122,7 @@ if [[ $stage == bench || $stage == all ]]; then
   python3 - "$out/bench" > "$out/summary.txt" <<'PY'
 import json, glob, os, sys
 d = sys.argv[1]
-print(f"{'format':10} {'mode':9} {'depth':>5} {'ms/tok':>8} {'ms/layer':>8} {'tok/s':>7} {'GB/s':>7} {'%ceil':>6} {'launch':>6}")
+print(f"{'format':14} {'mode':9} {'depth':>5} {'ms/tok':>8} {'ms/layer':>8} {'tok/s':>7} {'GB/s':>7} {'%ceil':>6} {'launch':>6}")
 ceil = None
 for f in sorted(glob.glob(os.path.join(d, "cuda-*.json"))):
     j = json.load(open(f))
@@ -128,13 +130,13 @@ for f in sorted(glob.glob(os.path.join(d, "cuda-*.json"))):
     for r in j["results"]:
         pf = '-x' if '-x' in os.path.basename(f) else ''  # an EXTRA_BENCH knob run
         fmt = j['model']['layer_format'] + (f"@{j['model']['sparsity']:g}" if j['model'].get('sparsity') else '')
-        print(f"{fmt:10} {j['device']['gpu_mode'] + pf:9} {r['depth']:5d} "
+        print(f"{fmt:14} {j['device']['gpu_mode'] + pf:9} {r['depth']:5d} "
               f"{r['ms_per_token']['median']:8.3f} {r['ms_per_layer']:8.4f} {r['tok_s']:7.1f} "
               f"{r['gbps']:7.0f} {r['pct_of_ceiling']:6.1f} {r['launches_per_token'] or 0:6d}")
 t = os.path.join(d, "torch-phi-4-bf16.json")
 if os.path.exists(t):
     for r in json.load(open(t))["results"]:
-        print(f"torch bf16 {'graph':9} {r['depth']:5d} {r['ms_per_token']:8.3f} {r['ms_per_token']/40:8.4f} "
+        print(f"{'torch bf16':14} {'graph':9} {r['depth']:5d} {r['ms_per_token']:8.3f} {r['ms_per_token']/40:8.4f} "
               f"{1000/r['ms_per_token']:7.1f} {r['gbps']:7.0f}")
 if ceil:
     print(f"ceiling: read {ceil['read_gbps']:.0f} GB/s, memcpy D2D {ceil['memcpy_gbps'] or 0:.0f} GB/s (read+write)")

@@ -2,13 +2,15 @@
 // weights as dequantized, fp64 sums), in every CUDA mode (ops, layer, token):
 //  1. the tiny HF / GGUF fixtures of tests/data/fixtures (formats the CUDA backend supports; the
 //     others are skipped with the construction's message), logits at every position;
-//  2. synthetic SmolLM2-shaped models (2 layers, random weights) per weight format;
+//  2. synthetic SmolLM2-shaped models (2 layers, random weights) per weight format, and such models
+//     converted by the converter to pdvm's int8 formats (mdcsr and bitmap_i8 at several
+//     sparsities, i8_row);
 //  3. the default model (SmolLM2-135M-Instruct Q4_1): 64 greedy tokens for two prompts of
 //     tests/data/smollm2_reference.json must be equal. Skipped without the model file.
 // Skips (with the reason) without a GPU.
 //
 // Tolerance, max over positions of the relative L2 error of the logits, per weight format:
-//  f32, f16, bf16: 2e-3; q8_0, q4_0, q4_1: 2e-3. Both backends read the same weight values, so the
+//  f32, f16, bf16: 2e-3; q8_0, q4_0, q4_1, i8_row, mdcsr, bitmap_i8: 2e-3. Both backends read the same weight values, so the
 //  format adds no error; what differs is f32 accumulation on the GPU (~1e-6), __expf, and the
 //  GPU's f16 KV cache (each K/V element rounded to 11 bits: ~1e-4 relative per element, which
 //  attention and the residual stream carry to ~1e-4..1e-3 on the logits). A wrong index, missing
@@ -52,7 +54,7 @@ using core::WeightType;
     case WeightType::kF32:
     case WeightType::kF16:
     case WeightType::kBF16: return 2e-3;
-    default: return 2e-3;  // q8_0, q4_0, q4_1, mdcsr: same weights on both sides
+    default: return 2e-3;  // q8_0, q4_0, q4_1, i8_row, mdcsr, bitmap_i8: same weights on both sides
   }
 }
 
@@ -250,13 +252,98 @@ TEST_P(CudaVsCpuMdCsr, LogitsMatchCpuReference) {
 #endif
 }
 
-INSTANTIATE_TEST_SUITE_P(Sparsity, CudaVsCpuMdCsr, testing::Values(0.0, 0.5, 0.7),
-                         [](const testing::TestParamInfo<double>& i) {
-                           // snprintf: GCC 12 -O3 warns (-Wrestrict, a false positive) on "s" + to_string
-                           char name[16];
-                           std::snprintf(name, sizeof name, "s%d", int(i.param * 100 + 0.5));
-                           return std::string(name);
-                         });
+[[maybe_unused]] std::string sparsity_name(const testing::TestParamInfo<double>& i) {
+  // snprintf: GCC 12 -O3 warns (-Wrestrict, a false positive) on "s" + to_string
+  char name[16];
+  std::snprintf(name, sizeof name, "s%d", int(i.param * 100 + 0.5));
+  return std::string(name);
+}
+
+INSTANTIATE_TEST_SUITE_P(Sparsity, CudaVsCpuMdCsr, testing::Values(0.0, 0.5, 0.7), sparsity_name);
+
+// ---- 2c. converted models: bitmap_i8 and i8_row on the GPU ---------------------------------------
+
+// A synthetic smollm2-shaped model (2 layers, bf16 layers, q8_0 head, fresh seed) converted by
+// compress_model to `format` at `sparsity` (magnitude pruning), compared as in 2b: both sides
+// read the same int8 values and masks, so the gap is f32 order and the GPU's f16 KV cache.
+// The bitmap cases cover the device chunking (halves cut by 32-column windows, zero padding)
+// at 0% (no padding), 50% (rare) and 70% sparsity (~10% of the chunks cut).
+[[maybe_unused]] void compare_converted(model::CompressFormat format, WeightType want, double sparsity) {
+#if !defined(PDVM_HAVE_CUDA)
+  GTEST_SKIP() << "built without CUDA (nvcc not found at configure time)";
+#else
+  std::string why;
+  if (!have_gpu(&why)) GTEST_SKIP() << why;
+  const uint64_t seed = std::random_device{}();
+  auto dense = small_synthetic(WeightType::kBF16, WeightType::kQ8_0, seed);
+  ASSERT_TRUE(dense.is_ok()) << dense.status().message();
+  model::ConvertOptions opt;
+  opt.format = format;
+  opt.sparsity = sparsity;
+  auto converted = model::compress_model(*dense, opt, nullptr);
+  ASSERT_TRUE(converted.is_ok()) << converted.status().message();
+  ASSERT_EQ(converted->layers.at(0).w_down.type, want);
+  ASSERT_EQ(converted->layers.at(1).wq.type, want);
+  const auto tokens = random_tokens(seed, converted->config.vocab_size);
+  compare_on(*converted, tokens, tolerance_for(want),
+             std::string(core::weight_type_name(want)) + " sparsity " + std::to_string(sparsity) +
+                 " seed " + std::to_string(seed));
+#endif
+}
+
+class CudaVsCpuBitmap : public testing::TestWithParam<double> {};
+
+TEST_P(CudaVsCpuBitmap, LogitsMatchCpuReference) {
+  compare_converted(model::CompressFormat::kBitmapI8, WeightType::kBitmapI8, GetParam());
+}
+
+INSTANTIATE_TEST_SUITE_P(Sparsity, CudaVsCpuBitmap, testing::Values(0.0, 0.5, 0.7), sparsity_name);
+
+TEST(CudaVsCpuI8Row, LogitsMatchCpuReference) {
+  compare_converted(model::CompressFormat::kI8Row, WeightType::kI8Row, 0.0);
+}
+
+// The synthetic generator's bitmap_i8 and i8_row layers (what `pdvm bench --format` runs): every
+// row keeps exactly round((1 - s) * cols) random columns, so at 80% sparsity most chunk halves
+// are cut by their 32-column window (the padding path).
+class CudaVsCpuSyntheticInt8 : public testing::TestWithParam<std::pair<WeightType, double>> {};
+
+TEST_P(CudaVsCpuSyntheticInt8, LogitsMatchCpuReference) {
+#if !defined(PDVM_HAVE_CUDA)
+  GTEST_SKIP() << "built without CUDA (nvcc not found at configure time)";
+#else
+  std::string why;
+  if (!have_gpu(&why)) GTEST_SKIP() << why;
+  const auto [type, sparsity] = GetParam();
+  const uint64_t seed = std::random_device{}();
+  auto parsed = model::parse_shape("smollm2-135m");
+  ASSERT_TRUE(parsed.is_ok()) << parsed.status().message();
+  model::SyntheticSpec spec = *parsed;
+  spec.config.n_layers = 2;
+  spec.layer_type = type;
+  spec.head_type = WeightType::kQ8_0;
+  spec.sparsity = sparsity;
+  spec.seed = seed;
+  auto model = model::make_synthetic_model(spec);
+  ASSERT_TRUE(model.is_ok()) << model.status().message();
+  const auto tokens = random_tokens(seed, model->config.vocab_size);
+  compare_on(*model, tokens, tolerance_for(type),
+             "synthetic " + std::string(core::weight_type_name(type)) + " sparsity " +
+                 std::to_string(sparsity));
+#endif
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Formats, CudaVsCpuSyntheticInt8,
+    testing::Values(std::pair{WeightType::kI8Row, 0.0}, std::pair{WeightType::kBitmapI8, 0.7},
+                    std::pair{WeightType::kBitmapI8, 0.8}),
+    [](const testing::TestParamInfo<std::pair<WeightType, double>>& i) {
+      char name[32];
+      std::snprintf(name, sizeof name, "%s_s%d",
+                    std::string(core::weight_type_name(i.param.first)).c_str(),
+                    int(i.param.second * 100 + 0.5));
+      return std::string(name);
+    });
 
 // ---- 3. the default model: greedy tokens -------------------------------------------------------
 

@@ -7,6 +7,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <bit>  // std::countr_zero
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -37,9 +38,12 @@ Result<Fmt> device_fmt(WeightType t) {
     case WeightType::kQ4_0: return Fmt::kQ4_0;
     case WeightType::kQ4_1: return Fmt::kQ4_1;
     case WeightType::kMdCsr: return Fmt::kMdCsr;
+    case WeightType::kI8Row: return Fmt::kI8Row;
+    case WeightType::kBitmapI8: return Fmt::kBitmapI8;
     default:
       return unsupported("CUDA backend: weight type " + std::string(core::weight_type_name(t)) +
-                         " has no kernel yet (supported: f32, f16, bf16, q8_0, q4_0, q4_1, mdcsr)");
+                         " has no kernel yet (supported: f32, f16, bf16, q8_0, q4_0, q4_1, i8_row, "
+                         "mdcsr, bitmap_i8)");
   }
 }
 
@@ -51,7 +55,7 @@ struct RowSource {
 
 struct PackedSizes {
   size_t value_bytes = 0, scale_bytes = 0;
-  size_t base_bytes = 0, ptr_bytes = 0;  // MdCSR: chunk bases, row pointers
+  size_t base_bytes = 0, ptr_bytes = 0;  // MdCSR, bitmap: chunk bases, row pointers
   int row_bytes = 0;
   size_t total() const {
     return align_up(value_bytes) + align_up(scale_bytes) + align_up(base_bytes) + align_up(ptr_bytes);
@@ -67,7 +71,9 @@ PackedSizes packed_sizes(Fmt f, int64_t rows, int64_t cols) {
     case Fmt::kQ8_0: p.row_bytes = int(cols); p.scale_bytes = size_t(rows) * (cols / 32) * 2; break;
     case Fmt::kQ4_0: p.row_bytes = int(cols / 2); p.scale_bytes = size_t(rows) * (cols / 32) * 2; break;
     case Fmt::kQ4_1: p.row_bytes = int(cols / 2); p.scale_bytes = size_t(rows) * (cols / 32) * 4; break;
-    case Fmt::kMdCsr: break;  // sized from the chunk count: mdcsr_sizes
+    case Fmt::kI8Row: p.row_bytes = int(cols); p.scale_bytes = size_t(rows) * 4; break;
+    case Fmt::kMdCsr:
+    case Fmt::kBitmapI8: break;  // sized from the chunk count: mdcsr_sizes, bitmap_sizes
   }
   p.value_bytes = size_t(rows) * size_t(p.row_bytes);
   return p;
@@ -80,6 +86,62 @@ PackedSizes mdcsr_sizes(int64_t rows, size_t n_chunks) {
   p.base_bytes = n_chunks * 2;
   p.ptr_bytes = size_t(rows + 1) * 4;
   return p;
+}
+
+// bitmap_i8 on the device (bitmap_matvec.cuh): 16-byte value chunks, a u16 first column per
+// chunk, u32 row pointers; scales then bit-reversed u32 masks (+2 words of zeros: a chunk in a
+// row's last word reads two words past it).
+PackedSizes bitmap_sizes(int64_t rows, int64_t cols, size_t n_chunks) {
+  PackedSizes p;
+  p.value_bytes = n_chunks * 16;
+  p.scale_bytes = size_t(bitmap_masks_offset(int(rows))) * 4 + (size_t(rows) * size_t(cols / 32) + 2) * 4;
+  p.base_bytes = n_chunks * 2;
+  p.ptr_bytes = size_t(rows + 1) * 4;
+  return p;
+}
+
+// Cuts one bitmap_i8 row (file layout: u64 masks, packed values) into device chunks: each chunk
+// is two halves of at most 8 values, half A the next kept columns in [c0, c0 + 32) (c0 = its
+// first), half B those in [sB, sB + 32), sB = A's last column + 1 when A holds 8, else c0 + 32;
+// zero values pad each half to 8. The kernel's walk (bitmap_chunk_dot) mirrors this rule.
+// Returns the chunk count; writes the chunks (16 B each) and first columns when out_values is
+// not null. `cols_scratch` is reused between rows.
+uint32_t cut_bitmap_row(const uint64_t* masks, int64_t groups, const int8_t* values,
+                        std::vector<uint32_t>& cols_scratch, uint8_t* out_values,
+                        uint16_t* out_first) {
+  std::vector<uint32_t>& col = cols_scratch;
+  col.clear();
+  for (int64_t g = 0; g < groups; ++g)
+    for (uint64_t mk = masks[g]; mk != 0; mk &= mk - 1)
+      col.push_back(uint32_t(g * 64 + std::countr_zero(mk)));
+  const size_t n = col.size();
+  uint32_t chunks = 0;
+  for (size_t i = 0; i < n; ++chunks) {
+    const uint32_t c0 = col[i];
+    size_t a = 0;
+    while (a < 8 && i + a < n && col[i + a] < c0 + 32) ++a;
+    const uint32_t sb = a == 8 ? col[i + 7] + 1 : c0 + 32;
+    size_t b = 0;
+    while (b < 8 && i + a + b < n && col[i + a + b] < sb + 32) ++b;
+    if (out_values != nullptr) {
+      uint8_t* dst = out_values + size_t(chunks) * 16;
+      std::memset(dst, 0, 16);
+      std::memcpy(dst, values + i, a);
+      std::memcpy(dst + 8, values + i + a, b);
+      out_first[chunks] = uint16_t(c0);
+    }
+    i += a + b;
+  }
+  return chunks;
+}
+
+// bit b of x -> bit 31 - b
+uint32_t reverse_bits(uint32_t x) {
+  x = ((x >> 1) & 0x55555555u) | ((x & 0x55555555u) << 1);
+  x = ((x >> 2) & 0x33333333u) | ((x & 0x33333333u) << 2);
+  x = ((x >> 4) & 0x0F0F0F0Fu) | ((x & 0x0F0F0F0Fu) << 4);
+  x = ((x >> 8) & 0x00FF00FFu) | ((x & 0x00FF00FFu) << 8);
+  return (x >> 16) | (x << 16);
 }
 
 // Repacks one GGUF-layout row into the device layout (values + scales of that row).
@@ -105,7 +167,12 @@ void repack_row(Fmt f, const uint8_t* src, int64_t cols, uint8_t* dst_values, ui
       }
       return;
     }
-    case Fmt::kMdCsr: return;  // whole matrices: upload_mdcsr
+    case Fmt::kMdCsr:
+    case Fmt::kBitmapI8: return;  // whole matrices: upload_mdcsr, upload_bitmap
+    case Fmt::kI8Row:  // [f32 scale][int8 x cols]
+      std::memcpy(dst_scales, src, 4);
+      std::memcpy(dst_values, src + 4, size_t(cols));
+      return;
     case Fmt::kQ4_1: {
       const auto* b = reinterpret_cast<const formats::BlockQ4_1*>(src);
       for (int64_t k = 0; k < nb; ++k) {
@@ -339,9 +406,44 @@ struct MatrixJob {
   PackedSizes sizes;
   size_t offset = 0;
   DevMatrix* out = nullptr;
+  std::vector<uint32_t> row_chunks;  // bitmap_i8: device chunks of each row (cut_bitmap_row)
 };
 
-Status plan_matrix(MatrixJob& job) {
+// bitmap_i8: the rows' chunk counts (the cut is the upload's, run twice: count, then write).
+Status plan_bitmap(MatrixJob& job, core::ThreadPool& pool) {
+  if (job.cols % 32 != 0 || job.cols <= 0)
+    return unsupported("CUDA backend: " + job.name + " is bitmap_i8 with " +
+                       std::to_string(job.cols) + " columns; the kernel needs a multiple of 32");
+  if (job.cols > 65535)
+    return unsupported("CUDA backend: " + job.name + " is bitmap_i8 with " +
+                       std::to_string(job.cols) + " columns; chunk columns are u16 (at most 65535)");
+  for (const RowSource& r : job.rows) {
+    const core::SparseLayout* sp = r.m->sparse;
+    if (sp == nullptr || sp->row_ptr == nullptr || sp->values == nullptr || sp->masks == nullptr ||
+        sp->row_scale == nullptr)
+      return invalid_argument("CUDA backend: " + job.name + " is bitmap_i8 without its arrays");
+  }
+  const int64_t n_rows = int64_t(job.rows.size()), groups = (job.cols + 63) / 64;
+  job.row_chunks.assign(size_t(n_rows), 0);
+  pool.parallel_for(n_rows, 64, [&](int64_t r0, int64_t r1) {
+    std::vector<uint32_t> scratch;
+    for (int64_t r = r0; r < r1; ++r) {
+      const RowSource& src = job.rows[size_t(r)];
+      const core::SparseLayout& sp = *src.m->sparse;
+      job.row_chunks[size_t(r)] = cut_bitmap_row(sp.masks + src.row * groups, groups,
+                                                 sp.values + sp.row_ptr[src.row], scratch,
+                                                 nullptr, nullptr);
+    }
+  });
+  size_t n_chunks = 0;
+  for (uint32_t c : job.row_chunks) n_chunks += c;
+  if (n_chunks >= (size_t(1) << 32))
+    return unsupported("CUDA backend: " + job.name + " has more than 2^32 bitmap chunks");
+  job.sizes = bitmap_sizes(n_rows, job.cols, n_chunks);
+  return Status::ok();
+}
+
+Status plan_matrix(MatrixJob& job, core::ThreadPool& pool) {
   PDVM_ASSERT(!job.rows.empty());
   const core::Matrix& first = *job.rows[0].m;
   for (const RowSource& r : job.rows) {
@@ -356,6 +458,7 @@ Status plan_matrix(MatrixJob& job) {
   }
   PDVM_ASSIGN_OR_RETURN(job.fmt, device_fmt(first.type));
   job.cols = first.cols;
+  if (job.fmt == Fmt::kBitmapI8) return plan_bitmap(job, pool);
   if (job.fmt == Fmt::kMdCsr) {
     size_t n_chunks = 0;
     for (const RowSource& r : job.rows) {
@@ -427,15 +530,63 @@ Status upload_mdcsr(MatrixJob& job, uint8_t* arena, std::vector<uint8_t>& stagin
   return Status::ok();
 }
 
+// bitmap_i8 rows of any sources, in job order, cut into device chunks (cut_bitmap_row) with new
+// row pointers; masks bit-reversed into u32 words. The file's invariants were validated at load.
+Status upload_bitmap(MatrixJob& job, uint8_t* arena, std::vector<uint8_t>& staging,
+                     core::ThreadPool& pool) {
+  const PackedSizes& p = job.sizes;
+  staging.resize(std::max(staging.size(), p.total()));
+  uint8_t* host = staging.data();
+  const size_t scale_off = align_up(p.value_bytes), base_off = scale_off + align_up(p.scale_bytes),
+               ptr_off = base_off + align_up(p.base_bytes);
+  const int64_t n_rows = int64_t(job.rows.size()), groups = (job.cols + 63) / 64,
+                wpr = job.cols / 32;
+  std::memset(host + scale_off, 0, p.scale_bytes);  // scale padding, the 2 words past the masks
+  auto* scales = reinterpret_cast<float*>(host + scale_off);
+  auto* masks = reinterpret_cast<uint32_t*>(host + scale_off) + bitmap_masks_offset(int(n_rows));
+  auto* bases = reinterpret_cast<uint16_t*>(host + base_off);
+  auto* ptr = reinterpret_cast<uint32_t*>(host + ptr_off);
+  ptr[0] = 0;
+  for (int64_t r = 0; r < n_rows; ++r) ptr[r + 1] = ptr[r] + job.row_chunks[size_t(r)];
+  pool.parallel_for(n_rows, 64, [&](int64_t r0, int64_t r1) {
+    std::vector<uint32_t> scratch;
+    for (int64_t r = r0; r < r1; ++r) {
+      const RowSource& src = job.rows[size_t(r)];
+      const core::SparseLayout& sp = *src.m->sparse;
+      scales[r] = sp.row_scale[src.row];
+      const uint64_t* mrow = sp.masks + src.row * groups;
+      const uint32_t n = cut_bitmap_row(mrow, groups, sp.values + sp.row_ptr[src.row], scratch,
+                                        host + size_t(ptr[r]) * 16, bases + ptr[r]);
+      PDVM_ASSERT(n == job.row_chunks[size_t(r)]);
+      for (int64_t w = 0; w < wpr; ++w)
+        masks[r * wpr + w] = reverse_bits(uint32_t(mrow[w / 2] >> (32 * (w % 2))));
+    }
+  });
+  uint8_t* dev = arena + job.offset;
+  PDVM_CUDA_TRY(cudaMemcpy(dev, host, p.total(), cudaMemcpyHostToDevice));
+  job.out->w = dev;
+  job.out->scales = dev + scale_off;
+  job.out->bases = reinterpret_cast<const uint16_t*>(dev + base_off);
+  job.out->row_ptr = reinterpret_cast<const uint32_t*>(dev + ptr_off);
+  job.out->rows = int(n_rows);
+  job.out->cols = int(job.cols);
+  job.out->row_bytes = 0;
+  job.out->fmt = job.fmt;
+  return Status::ok();
+}
+
 Status upload_matrix(MatrixJob& job, uint8_t* arena, std::vector<uint8_t>& staging,
                      core::ThreadPool& pool) {
   if (job.fmt == Fmt::kMdCsr) return upload_mdcsr(job, arena, staging, pool);
+  if (job.fmt == Fmt::kBitmapI8) return upload_bitmap(job, arena, staging, pool);
   const PackedSizes& p = job.sizes;
   const size_t scale_off = align_up(p.value_bytes);
   staging.resize(std::max(staging.size(), p.total()));
   uint8_t* host = staging.data();
   const int64_t n_rows = int64_t(job.rows.size());
-  const size_t scale_row = job.fmt == Fmt::kQ4_1 ? size_t(job.cols / 32) * 4 : size_t(job.cols / 32) * 2;
+  const size_t scale_row = job.fmt == Fmt::kQ4_1   ? size_t(job.cols / 32) * 4
+                           : job.fmt == Fmt::kI8Row ? size_t(4)
+                                                    : size_t(job.cols / 32) * 2;
   pool.parallel_for(n_rows, 64, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const RowSource& src = job.rows[size_t(r)];
@@ -548,13 +699,16 @@ Status CudaBackendImpl::init(const core::Model& model, const CudaOptions& opt) {
   if (model.tok_embd.rows != c.vocab_size || model.tok_embd.cols != c.d_model ||
       model.output.rows != c.vocab_size || model.output.cols != c.d_model)
     return invalid_argument("CUDA backend: embedding / output shapes do not match the config");
-  if (model.tok_embd.type == WeightType::kMdCsr)
-    return unsupported("CUDA backend: the token embedding is mdcsr; the GPU reads embedding rows "
-                       "dense (pdvm convert keeps embeddings dense by default)");
+  if (core::is_sparse(model.tok_embd.type))
+    return unsupported("CUDA backend: the token embedding is " +
+                       std::string(core::weight_type_name(model.tok_embd.type)) +
+                       "; the GPU reads embedding rows dense (pdvm convert keeps embeddings dense "
+                       "by default)");
 
+  core::ThreadPool pool(0);
   size_t off = 0;
   for (MatrixJob& j : jobs) {
-    PDVM_TRY(plan_matrix(j));
+    PDVM_TRY(plan_matrix(j, pool));
     j.offset = off;
     off += j.sizes.total();
   }
@@ -592,7 +746,6 @@ Status CudaBackendImpl::init(const core::Model& model, const CudaOptions& opt) {
   auto at = [&](size_t i) { return static_cast<uint8_t*>(state_) + slots[i].off; };
 
   // ---- upload ----
-  core::ThreadPool pool(0);
   std::vector<uint8_t> staging;
   for (MatrixJob& j : jobs) PDVM_TRY(upload_matrix(j, static_cast<uint8_t*>(weights_), staging, pool));
   if (tied) output_ = tok_embd_;
@@ -632,10 +785,13 @@ Status CudaBackendImpl::init(const core::Model& model, const CudaOptions& opt) {
     out_norm_ = dvec + out_norm_start;
   }
   {
-    // bytes a step reads: every layer matrix, the LM head, norms (the embedding row is negligible)
+    // bytes a step reads: every layer matrix (all its arrays: values, scales, and for the sparse
+    // formats chunk columns or bases, row pointers, masks), the LM head, norms (the embedding row
+    // is negligible)
     size_t n = 0;
     for (const MatrixJob& j : jobs)
-      if (j.name != "tok_embd" || tied) n += j.sizes.value_bytes + j.sizes.scale_bytes;
+      if (j.name != "tok_embd" || tied)
+        n += j.sizes.value_bytes + j.sizes.scale_bytes + j.sizes.base_bytes + j.sizes.ptr_bytes;
     weight_bytes_per_token_ = n + (size_t(c.n_layers) * (2 * c.d_model + bias_rows) + c.d_model) * 4;
   }
 
@@ -690,7 +846,8 @@ Status CudaBackendImpl::init(const core::Model& model, const CudaOptions& opt) {
   PDVM_CUDA_TRY(cudaEventCreate(&ev_stop_));
 
   const int widest = std::max({c.d_model, q_rows, c.d_ff});
-  const size_t smem = size_t(std::max({staged_bytes(widest), attention_smem_bytes(hd), merge_smem_bytes(hd)}));
+  const size_t smem = size_t(std::max({staged_bytes(widest), 4 * (widest + kBitmapTailZeros),
+                                       attention_smem_bytes(hd), merge_smem_bytes(hd)}));
   if (smem > prop.sharedMemPerBlockOptin)
     return unsupported("CUDA backend: " + std::to_string(smem) + " B of shared memory per block "
                        "needed, the device allows " + std::to_string(prop.sharedMemPerBlockOptin));

@@ -20,7 +20,18 @@ namespace pdvm::cuda {
 //   kMdCsr: chunks [n_chunks][32 B] (16 int8 values, then their 16 column deltas); f32 row scales
 //          in `scales`; u16 chunk bases in `bases`; u32 chunk row pointers [rows+1] in `row_ptr`
 //          (sparse_matvec.cuh). row_bytes is 0.
-enum class Fmt : int { kF32, kF16, kBF16, kQ8_0, kQ4_0, kQ4_1, kMdCsr };
+//   kI8Row: int8 values [rows][cols] (as kQ8_0); f32 row scales [rows] in `scales`.
+//   kBitmapI8: chunks [n_chunks][16 B] of int8 values, each chunk two halves of 8 (zero-padded);
+//          u16 column of each chunk's first value in `bases`; u32 chunk row pointers [rows+1] in
+//          `row_ptr`; `scales` holds the f32 row scales [rows] and then, from word
+//          bitmap_masks_offset(rows), the row masks as u32 words [rows][cols/32] (+2 words of
+//          zeros), bit-reversed: bit 31 of word w is column 32w (bitmap_matvec.cuh). row_bytes 0.
+enum class Fmt : int { kF32, kF16, kBF16, kQ8_0, kQ4_0, kQ4_1, kMdCsr, kI8Row, kBitmapI8 };
+
+// kBitmapI8: where the masks start in `scales`, in 4-byte words (16-byte aligned). The masks
+// share the scales' pointer so that DevMatrix (token mode keeps 256 layers of them in the 64 KB
+// constant bank) does not grow.
+__host__ __device__ constexpr int bitmap_masks_offset(int rows) { return (rows + 3) & ~3; }
 
 struct DevMatrix {
   const uint8_t* w = nullptr;    // [rows][row_bytes]
@@ -28,8 +39,8 @@ struct DevMatrix {
   int rows = 0, cols = 0;
   int row_bytes = 0;             // multiple of 16
   Fmt fmt = Fmt::kF32;
-  const uint16_t* bases = nullptr;   // kMdCsr only
-  const uint32_t* row_ptr = nullptr; // kMdCsr only
+  const uint16_t* bases = nullptr;   // kMdCsr, kBitmapI8 only
+  const uint32_t* row_ptr = nullptr; // kMdCsr, kBitmapI8 only
 };
 
 // One layer, with q/k/v fused into one matrix and gate/up interleaved into another:

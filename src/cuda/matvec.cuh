@@ -89,19 +89,25 @@ struct StagedX {
 };
 
 __device__ __forceinline__ bool quantized_x(Fmt f) {
-  return f == Fmt::kQ8_0 || f == Fmt::kQ4_0 || f == Fmt::kQ4_1;
+  return f == Fmt::kQ8_0 || f == Fmt::kQ4_0 || f == Fmt::kQ4_1 || f == Fmt::kI8Row;
 }
+
+// Floats past the end of an unpadded staged vector that stage_vector zeroes for kBitmapI8: a
+// chunk's zero padding values read x at most 64 columns past its first column (bitmap_matvec.cuh).
+constexpr int kBitmapTailZeros = 64;
 
 // xs <- src (n floats, n % 4 == 0), times rsqrt(mean(src^2) + eps) * norm[i] when norm is given;
 // `padded`: at xs_index(i) (dense matvecs) or at i (sparse ones);
-// with `codes` (n % 32 == 0) also the int8 codes and block scales above. Each thread handles 4
+// with `codes` (n % 32 == 0) also the int8 codes and block scales above; with `tail_zeros`
+// (unpadded only) also xs[n, n + kBitmapTailZeros) = 0. Each thread handles 4
 // consecutive values, so the 8 threads of a block of 32 are 8 adjacent lanes: its max and sum take
 // 3 shuffles each, inside the same pass (a separate warp-per-block pass cost ~0.35 ms per Phi-4
 // q8_0 token: 35 dependent shuffle chains per block for d_ff).
 // src was written by other blocks in an earlier phase, so it is read with plain (coherent) loads.
 // Reads: n*4 B (twice when normalising; the second pass hits L1/L2).
 __device__ inline void stage_vector(float* xs, const float* src, int n, const float* norm,
-                                    float eps, float* red, bool codes, bool padded) {
+                                    float eps, float* red, bool codes, bool padded,
+                                    bool tail_zeros = false) {
   float scale = 1.0f;
   if (norm != nullptr) {
     float ss = 0.0f;
@@ -153,13 +159,15 @@ __device__ inline void stage_vector(float* xs, const float* src, int n, const fl
       if (j == 0) sc[b] = make_float2(amax * (1.0f / (127.0f * 256.0f)), sum);
     }
   }
+  if (tail_zeros && !padded && threadIdx.x < kBitmapTailZeros) xs[n + threadIdx.x] = 0.0f;
   __syncthreads();
 }
 
 // The input of a matvec over m: staged floats, plus their codes when m's format multiplies codes.
 __device__ inline void stage_input(float* xs, const float* src, int n, const float* norm, float eps,
                                    float* red, const DevMatrix& m) {
-  stage_vector(xs, src, n, norm, eps, red, quantized_x(m.fmt), m.fmt != Fmt::kMdCsr);
+  const bool sparse = m.fmt == Fmt::kMdCsr || m.fmt == Fmt::kBitmapI8;
+  stage_vector(xs, src, n, norm, eps, red, quantized_x(m.fmt), !sparse, m.fmt == Fmt::kBitmapI8);
 }
 
 // ---- per-format pieces: scale of chunk c of row r, and the dot of one 16-byte chunk ----------
@@ -168,6 +176,7 @@ __device__ inline void stage_input(float* xs, const float* src, int n, const flo
 // q8_0 chunk c = half of block c/2: 4 words of int8 weights against 4 words of qh and of ql.
 // Per row: 8 dp4a, one I2F and an FFMA for 16 weights (was 52 instructions).
 struct FmtQ8 {
+  static constexpr bool kRowScale = false;  // true: acc is multiplied by scales[row] at the end
   __device__ static float2 scale(const DevMatrix& m, int r, int c) {
     const __half* s = static_cast<const __half*>(m.scales) + size_t(r) * (m.cols >> 5) + (c >> 1);
     return make_float2(__half2float(__ldg(s)), 0.0f);
@@ -190,12 +199,21 @@ struct FmtQ8 {
   }
 };
 
+// i8_row chunk c: the q8_0 dot (same value layout, same x codes), with the row's one f32 scale
+// applied once after the warp sum instead of a scale per chunk: per row 8 dp4a, one I2F and an
+// FMUL + FADD for 16 weights, and no scale loads in the loop.
+struct FmtI8Row : FmtQ8 {
+  static constexpr bool kRowScale = true;
+  __device__ static float2 scale(const DevMatrix&, int, int) { return make_float2(1.0f, 0.0f); }
+};
+
 // q4 chunk c = block c (16 bytes: weight j in the low nibble of byte j, j+16 in the high one).
 // Nibbles 0..15 are valid signed bytes, so dp4a takes them as they are; the offset (Q4_0: -8) or
 // minimum (Q4_1) multiplies the block's exact sum of x. Per row: 12 LOP + 16 dp4a + ~4 for 32
 // weights (was 104).
 template <bool kHasMin>  // false: Q4_0, w = d*(q-8); true: Q4_1, w = d*q + m
 struct FmtQ4 {
+  static constexpr bool kRowScale = false;
   __device__ static float2 scale(const DevMatrix& m, int r, int c) {
     if constexpr (kHasMin) {
       const __half2* s = static_cast<const __half2*>(m.scales) + size_t(r) * (m.cols >> 5) + c;
@@ -239,6 +257,7 @@ struct FmtQ4 {
 
 template <Fmt kFmt>  // kF16, kBF16, kF32
 struct FmtDense {
+  static constexpr bool kRowScale = false;
   static constexpr int kPerChunk = kFmt == Fmt::kF32 ? 4 : 8;
   __device__ static float2 scale(const DevMatrix&, int, int) { return make_float2(1.0f, 0.0f); }
   __device__ static void accumulate(const int4 (&w)[kRowsPerWarp], const float2 (&)[kRowsPerWarp],
@@ -308,6 +327,10 @@ __device__ __forceinline__ void matvec_rows_warp(const DevMatrix& m, int row0, c
   }
 #pragma unroll
   for (int i = 0; i < kRowsPerWarp; ++i) acc[i] = warp_sum(acc[i]);
+  if constexpr (F::kRowScale) {
+#pragma unroll
+    for (int i = 0; i < kRowsPerWarp; ++i) acc[i] *= __ldg(static_cast<const float*>(m.scales) + rr[i]);
+  }
 }
 
 // The warps of the whole grid share the row groups; warp-major numbering spreads a matrix with
@@ -326,6 +349,7 @@ __device__ void matvec_stage_fmt(const DevMatrix& m, const float* smem, const Ep
 
 }  // namespace pdvm::cuda
 #include "cuda/sparse_matvec.cuh"  // matvec_stage_mdcsr (uses the primitives above)
+#include "cuda/bitmap_matvec.cuh"  // matvec_stage_bitmap (uses biased_byte_as_float too)
 namespace pdvm::cuda {
 
 // The format switch is uniform across the grid (one matrix per stage), so it costs one branch.
@@ -339,6 +363,8 @@ __device__ void matvec_stage(const DevMatrix& m, const float* xs, const Epi& epi
     case Fmt::kF16: matvec_stage_fmt<FmtDense<Fmt::kF16>>(m, xs, epi); break;
     case Fmt::kF32: matvec_stage_fmt<FmtDense<Fmt::kF32>>(m, xs, epi); break;
     case Fmt::kMdCsr: matvec_stage_mdcsr(m, xs, epi); break;
+    case Fmt::kI8Row: matvec_stage_fmt<FmtI8Row>(m, xs, epi); break;
+    case Fmt::kBitmapI8: matvec_stage_bitmap(m, xs, epi); break;
   }
 }
 
@@ -347,7 +373,10 @@ __device__ inline float dequant_one(const DevMatrix& m, int row, int col) {
   const uint8_t* r = m.w + size_t(row) * m.row_bytes;
   const size_t g = size_t(row) * (m.cols >> 5) + (col >> 5);
   switch (m.fmt) {
-    case Fmt::kMdCsr: return 0.0f;  // never an embedding: the upload rejects it
+    case Fmt::kMdCsr:
+    case Fmt::kBitmapI8: return 0.0f;  // never an embedding: the upload rejects it
+    case Fmt::kI8Row:
+      return float(reinterpret_cast<const int8_t*>(r)[col]) * static_cast<const float*>(m.scales)[row];
     case Fmt::kF32: return reinterpret_cast<const float*>(r)[col];
     case Fmt::kF16: return __half2float(reinterpret_cast<const __half*>(r)[col]);
     case Fmt::kBF16: return __bfloat162float(reinterpret_cast<const __nv_bfloat16*>(r)[col]);

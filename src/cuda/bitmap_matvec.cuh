@@ -1,0 +1,160 @@
+// y = W x for bitmap_i8 matrices (docs/FORMAT.md) on the GPU. Included by matvec.cuh (it uses
+// its warp primitives, kRowsPerWarp, kChunksInFlight and biased_byte_as_float); matvec_stage
+// dispatches here for Fmt::kBitmapI8. UNTESTED ON A GPU when written (see docs/notes-cuda.md).
+//
+// Design: value-major, MdCSR-shaped. The file's packed values are cut at upload into chunks of
+// 16 bytes that one lane loads with one coalesced 16-byte load (4 chunks in flight per lane, as
+// MdCSR); each chunk carries the u16 column of its first value, and the lane finds the columns
+// of its 16 values by walking the row's bitmap from there with CLZ. A chunk is two halves of 8
+// values, and each half's values lie in one 32-column window of the bitmap:
+//   half A: the next <= 8 kept columns in [c0, c0 + 32), c0 = the chunk's first column;
+//   half B: the next <= 8 kept columns in [sB, sB + 32), sB = (A full ? A's last column + 1 :
+//           c0 + 32);
+// a half with fewer than 8 values is padded with zero values. So a half's columns come from one
+// 32-bit word (funnel-shifted out of three mask words) and the walk never refills: per value
+// CLZ (the next column), LEA + LDS (x[col]), SHF + LOP (clear that bit), PRMT + FADD (int8 ->
+// f32) and FFMA: 8 instructions, no branch, no divergence. A padding value walks an exhausted
+// word: CLZ(0) = 32 gives column (window start + 32), at most c0 + 64 <= cols + 63; stage_vector
+// zeroes x[cols, cols + 64) for this format, so padding adds 0 * (finite x) = 0.
+// Per chunk: 2 B column + 3 mask-word loads (L1: the warp's rows' masks are prefetched into L1
+// at the start of each row group), 2 funnel shifts, the row select and accumulate (as MdCSR):
+// ~35 instructions per 16 values. About 10-11 instructions per kept weight in all, 4-5 of them
+// INT, 1 CLZ (16/clk/SM), 1 LDS.
+//
+// Why not group-major (each lane expands one 64-column group to dense int8 words and uses dp4a
+// with the x codes, as FmtQ8): a group's values start at a data-dependent byte offset, so each
+// 4-column word needs its source bytes fetched at a dynamic address (2 LDS + funnel shift) and a
+// selector from a nibble LUT: ~13 instructions per 4 columns, almost all INT (64/clk/SM on
+// sm_90), ~3.4 per column = ~11 per kept weight at 70% sparsity, plus staging the values
+// through shared memory; by this estimate it would win only below ~50% sparsity. The
+// value-major walk costs per kept weight, so its instructions per byte read stay about constant
+// across sparsity (estimated near the INT and LDS limits at 70% and 2.8 TB/s: notes-cuda.md).
+//
+// Bytes (device, per weight at keep fraction k): values k (+ zero padding of halves cut by
+// their 32-column window), chunk columns 2/16 B per chunk of 16, masks 0.125, plus 8 B per row
+// (scale, row pointer). Computed from the cutting rule on random 5120-column rows (notes-cuda.md):
+// 0.691 B at 50% sparsity (file format 0.627, +10%), 0.480 B at 70% (0.427, +12%; 4.5% padding),
+// 0.411 B at 80% (0.327, +26%). The u16 chunk column is the price of a decode without a per-row
+// scan of the masks (a warp scan of popcounts plus a select of the n-th set bit per chunk cost
+// ~4 more instructions per kept weight in the estimate).
+#pragma once
+
+namespace pdvm::cuda {
+
+// Prefetch one 128-byte line into L1 (the masks: each mask word is read by 1-3 chunks of the
+// same warp, after a dependent load of the chunk's column).
+__device__ __forceinline__ void prefetch_l1(const void* p) {
+  asm volatile("prefetch.global.L1 [%0];" ::"l"(p));
+}
+
+// x >> n with PTX semantics (n >= 32 gives 0); C++ leaves a shift by 32 undefined.
+__device__ __forceinline__ unsigned shr_clamped(unsigned x, unsigned n) {
+  unsigned r;
+  asm("shr.b32 %0, %1, %2;" : "=r"(r) : "r"(x), "r"(n));
+  return r;
+}
+
+// One half chunk: 8 values (bytes b0..b0+7 of vw, biased by ^0x80) at the first 8 set bits of
+// `cur` (bit 31 = column of xw[0]). Returns the offset of the last column walked (32 when the
+// half ran out of set bits: padding).
+__device__ __forceinline__ float bitmap_half_dot(unsigned v0, unsigned v1, unsigned cur,
+                                                 const float* xw, int& last) {
+  const unsigned vw[2] = {v0, v1};
+  float s0 = 0.0f, s1 = 0.0f;
+  int c = 0;
+#pragma unroll
+  for (int k = 0; k < 2; ++k) {
+#pragma unroll
+    for (int b = 0; b < 4; ++b) {
+      c = __clz(int(cur));  // 32 when cur == 0
+      const float p = biased_byte_as_float(vw[k], b) * xw[c];
+      cur ^= shr_clamped(0x80000000u, unsigned(c));  // c == 32: cur stays 0
+      if (b & 1) s1 += p; else s0 += p;
+    }
+  }
+  last = c;
+  return s0 + s1;
+}
+
+// One chunk: values v, first column c0, the row's masks (bit-reversed u32 words).
+__device__ __forceinline__ float bitmap_chunk_dot(int4 v, unsigned c0, unsigned w0, unsigned w1,
+                                                  unsigned w2, const float* xs) {
+  const unsigned s = c0 & 31u;
+  int last;
+  const float a = bitmap_half_dot(unsigned(v.x) ^ 0x80808080u, unsigned(v.y) ^ 0x80808080u,
+                                  __funnelshift_l(w1, w0, s), xs + c0, last);
+  // half B starts after A's last column (A full) or at c0 + 32 (A padded: last == 32)
+  const unsigned d = s + unsigned(min(last + 1, 32));  // in [1, 63], from column c0 - s
+  const unsigned hi = d < 32 ? w0 : w1, lo = d < 32 ? w1 : w2;
+  const float b = bitmap_half_dot(unsigned(v.z) ^ 0x80808080u, unsigned(v.w) ^ 0x80808080u,
+                                  __funnelshift_l(lo, hi, d), xs + (c0 - s) + d, last);
+  return a + b;
+}
+
+// A warp takes kRowsPerWarp consecutive rows; their chunks are one contiguous range
+// [row_ptr[row0], row_ptr[row0 + kRowsPerWarp]), which its lanes stride with kChunksInFlight
+// chunks in flight per lane (as matvec_stage_mdcsr). The row scale is applied once at the end.
+// Reads: 18 B per chunk of 16 values + cols/8 B of masks and 8 B per row (~0.47 B per weight at
+// 70% sparsity, see above). FLOPs: 2 per value.
+template <class Epi>
+__device__ void matvec_stage_bitmap(const DevMatrix& m, const float* xs, const Epi& epi) {
+  const int n_groups = (m.rows + kRowsPerWarp - 1) / kRowsPerWarp;
+  const int lane = threadIdx.x & 31;
+  const int wpr = m.cols >> 5;  // mask words per row
+  const float* scale = static_cast<const float*>(m.scales);
+  const unsigned* masks =
+      reinterpret_cast<const unsigned*>(scale) + bitmap_masks_offset(m.rows);
+  for (int g = (threadIdx.x >> 5) * gridDim.x + blockIdx.x; g < n_groups; g += gridDim.x * kWarps) {
+    const int row0 = g * kRowsPerWarp;
+    const unsigned* gmask = masks + size_t(row0) * wpr;
+    {
+      const int lines = (min(kRowsPerWarp, m.rows - row0) * wpr + 31) >> 5;  // 128 B = 32 words
+      for (int l = lane; l < lines; l += 32) prefetch_l1(gmask + l * 32);
+    }
+    unsigned bound[kRowsPerWarp + 1];
+#pragma unroll
+    for (int i = 0; i <= kRowsPerWarp; ++i) bound[i] = __ldg(m.row_ptr + min(row0 + i, m.rows));
+    float acc[kRowsPerWarp];
+#pragma unroll
+    for (int i = 0; i < kRowsPerWarp; ++i) acc[i] = 0.0f;
+    const unsigned end = bound[kRowsPerWarp];
+    for (unsigned k = bound[0] + lane; k < end; k += 32 * kChunksInFlight) {
+      int4 v[kChunksInFlight];
+      unsigned c0[kChunksInFlight], w[kChunksInFlight][3];
+      int r[kChunksInFlight];
+#pragma unroll
+      for (int u = 0; u < kChunksInFlight; ++u) {
+        const unsigned ku = min(k + 32 * u, end - 1);  // past the end: reloads the last chunk, unused
+        v[u] = ld_weight16(m.w + size_t(ku) * 16);
+        c0[u] = __ldg(m.bases + ku);
+        r[u] = 0;
+#pragma unroll
+        for (int i = 1; i < kRowsPerWarp; ++i) r[u] += ku >= bound[i] ? 1 : 0;
+      }
+#pragma unroll
+      for (int u = 0; u < kChunksInFlight; ++u) {
+        const unsigned* mw = gmask + r[u] * wpr + (c0[u] >> 5);  // +2 words stay in the array
+        w[u][0] = __ldg(mw);
+        w[u][1] = __ldg(mw + 1);
+        w[u][2] = __ldg(mw + 2);
+      }
+#pragma unroll
+      for (int u = 0; u < kChunksInFlight; ++u) {
+        const unsigned ku = k + 32 * u;
+        if (ku < end) {
+          const float d = bitmap_chunk_dot(v[u], c0[u], w[u][0], w[u][1], w[u][2], xs);
+          // by the bounds, as MdCSR: `if (r[u] == i)` lets the compiler index acc by r (local memory)
+#pragma unroll
+          for (int i = 0; i < kRowsPerWarp; ++i)
+            if (ku >= bound[i] && ku < bound[i + 1]) acc[i] += d;
+        }
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < kRowsPerWarp; ++i)
+      acc[i] = warp_sum(acc[i]) * (row0 + i < m.rows ? __ldg(scale + row0 + i) : 0.0f);
+    epi(row0, acc);
+  }
+}
+
+}  // namespace pdvm::cuda
