@@ -77,6 +77,14 @@ if [[ $stage == tests || $stage == all ]]; then
     "${tests[0]}" --gtest_filter='*smollm4_q4_1*:*variant*' > "$out/memcheck.log" 2>&1
   echo "memcheck exit: $?" >> "$out/memcheck.log"
   grep -E "ERROR SUMMARY|memcheck exit|PASSED|FAILED" "$out/memcheck.log" | head
+  # the bitmap_i8 kernel reads x past cols (padding) and mask words past a row: memcheck on the
+  # converted 70% model and the synthetic 80% one (most chunk halves padded)
+  log "compute-sanitizer memcheck (bitmap_i8 at 70% and 80%, i8_row; ops, layer, token)"
+  timeout 170 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 3 "${tests[1]}" \
+    --gtest_filter='*CudaVsCpuBitmap*s70*:*SyntheticInt8*bitmap_i8_s80*:*CudaVsCpuI8Row*' \
+    >> "$out/memcheck.log" 2>&1
+  echo "memcheck exit (bitmap_i8, i8_row): $?" >> "$out/memcheck.log"
+  grep -E "ERROR SUMMARY|memcheck exit \(bitmap" "$out/memcheck.log" | tail -4
   log "compute-sanitizer racecheck (the variant; ops, layer, token)"
   timeout 170 compute-sanitizer --tool racecheck --racecheck-report all --error-exitcode 3 \
     "${tests[0]}" --gtest_filter='*variant*' > "$out/racecheck.log" 2>&1
