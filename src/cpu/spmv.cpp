@@ -215,7 +215,14 @@ struct MdCsrCtx {
   const uint8_t* xl;  // x16_lo
   const float* xf;    // f32 copy, for the gathered chunks
   const core::SparseLayout* s;
+  // Rows wider than kMdCsrL1Cols: x's codes (2 B per column) take more than half of the 32 KB L1,
+  // so the streams are prefetched into L2 only and L1 is left to x. Phi-4 down (17920 columns),
+  // 2 threads: 50% 22.4-27.4 -> 25.8-30.0 GB/s, 70% 14.8-22.3 -> 20.2-23.2 (five interleaved
+  // rounds, 21:01-21:04, load 1.3-1.5); at 5120 columns the same hint lost (50%: 12.8-15.3 vs
+  // 19.1-19.8 GB/s, 1 thread), so narrower rows keep prefetching into L1.
+  bool prefetch_to_l2;
 };
+constexpr int64_t kMdCsrL1Cols = 8192;
 
 // Saturating prefix sums of n (1..4) chunks' offsets from chunk k (masked loads: nothing past
 // the row's chunks is read). Byte i of lane j: min(255, col of entry i of chunk k+j - its base).
@@ -315,8 +322,15 @@ inline float mdcsr_row(const MdCsrCtx& cx, float x_scale, uint32_t k, uint32_t k
   __m512 af = _mm512_setzero_ps();
   for (; k + 4 <= k1; k += 4) {
     // (prefetch never faults, so running past the arrays' ends is harmless)
-    _mm_prefetch(reinterpret_cast<const char*>(s.deltas + size_t(k) * kMdCsrChunk + kPrefetchMdCsr), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(s.values + size_t(k) * kMdCsrChunk + kPrefetchMdCsr), _MM_HINT_T0);
+    const char* pd = reinterpret_cast<const char*>(s.deltas + size_t(k) * kMdCsrChunk + kPrefetchMdCsr);
+    const char* pv = reinterpret_cast<const char*>(s.values + size_t(k) * kMdCsrChunk + kPrefetchMdCsr);
+    if (cx.prefetch_to_l2) {
+      _mm_prefetch(pd, _MM_HINT_T2);
+      _mm_prefetch(pv, _MM_HINT_T2);
+    } else {
+      _mm_prefetch(pd, _MM_HINT_T0);
+      _mm_prefetch(pv, _MM_HINT_T0);
+    }
     const __m512i sc0 = mdcsr_scan(s, k, 4);
     const uint16_t* b = s.chunk_base + k;
     __m512i sc = sc0;
@@ -431,7 +445,7 @@ void rows_mdcsr(const Matrix& w, const PreparedInput& x, float* y, int64_t r0, i
   const core::SparseLayout& s = *w.sparse;
   const float* xf = x.f32();
 #if defined(PDVM_SPMV_AVX512)
-  const MdCsrCtx c{x.x16_hi(), x.x16_lo(), xf, &s};
+  const MdCsrCtx c{x.x16_hi(), x.x16_lo(), xf, &s, w.cols > kMdCsrL1Cols};
   const float x_scale = x.x16_scale();
   for (int64_t r = r0; r < r1; ++r) {
     const uint32_t k0 = s.row_ptr[r], k1 = s.row_ptr[r + 1];
