@@ -31,8 +31,13 @@ __device__ __forceinline__ int attn_start(const StepState& s, int pos) {
 // How a step's positions [t0, t0 + n) are cut: n_chunks chunks of `chunk` positions (the last
 // may be shorter). Every block computes the same plan (it depends on pos and the grid size only),
 // so the attention and merge stages agree and the token kernel's barriers stay uniform.
+// An item is (chunk, kv head, g_step query heads of its group): with fewer (chunk, kv head)
+// pairs than the grid has warps, the group is split so that more warps share the work. An item is
+// a serial chain in one warp (~9 us for a whole group of 4 at depth 0 on Phi-4, H100, measured
+// with knock-out variants: docs/notes-cuda.md), and each query head split off costs only an L2
+// re-read of the chunk's K and V.
 struct AttnPlan {
-  int t0, n, chunk, n_chunks;
+  int t0, n, chunk, n_chunks, g_step, n_sub_items;
 };
 __device__ __forceinline__ AttnPlan attn_plan(const StepState& s, int pos) {
   AttnPlan p;
@@ -43,6 +48,11 @@ __device__ __forceinline__ AttnPlan attn_plan(const StepState& s, int pos) {
   chunk = max(chunk, (p.n + s.n_chunks_max - 1) / s.n_chunks_max);  // capacity of s.part
   p.chunk = chunk;
   p.n_chunks = (p.n + chunk - 1) / chunk;
+  const int group = s.n_heads / s.n_kv_heads, pairs = s.n_kv_heads * p.n_chunks;
+  p.g_step = min(group, kMaxGroup);
+  for (int g = 1; g < p.g_step; g *= 2)
+    if (pairs * ((group + g - 1) / g) <= int(gridDim.x) * kWarps) { p.g_step = g; break; }
+  p.n_sub_items = (group + p.g_step - 1) / p.g_step;
   return p;
 }
 
@@ -84,6 +94,18 @@ __device__ inline void attend_chunk_warp(const StepState& s, int layer, int kv_h
 #pragma unroll
     for (int i = 0; i < 8; ++i) acc[g][i] = 0.0f;
   }
+  // K and V of the batch at base: kKvSteps positions per lane group, clamped into the chunk (the
+  // clamped copies are masked out of the softmax below).
+  int4 kr[kKvSteps], vr[kKvSteps];
+  auto load_batch = [&](int base) {
+#pragma unroll
+    for (int u = 0; u < kKvSteps; ++u) {
+      const int tt = min(base + sub + u * n_sub, n - 1);
+      kr[u] = *reinterpret_cast<const int4*>(kbase + size_t(tt) * hd);
+      vr[u] = *reinterpret_cast<const int4*>(vbase + size_t(tt) * hd);
+    }
+  };
+  load_batch(0);  // before q is staged, so the two round trips overlap
   __syncwarp();  // qs may still be read for the warp's previous item
   for (int i = lane; i < G * hd; i += 32)  // q was written by the qkv stage: plain loads
     qs[i] = s.q[first_head * hd + i] * s.attn_scale;
@@ -92,13 +114,7 @@ __device__ inline void attend_chunk_warp(const StepState& s, int layer, int kv_h
   // The loop bound is warp-uniform (base, not the lane's position): the shuffles inside need every
   // lane, also when the chunk has fewer positions than the warp covers per batch.
   for (int base = 0; base < n; base += kKvSteps * n_sub) {
-    int4 kr[kKvSteps], vr[kKvSteps];
-#pragma unroll
-    for (int u = 0; u < kKvSteps; ++u) {
-      const int tt = min(base + sub + u * n_sub, n - 1);
-      kr[u] = *reinterpret_cast<const int4*>(kbase + size_t(tt) * hd);
-      vr[u] = *reinterpret_cast<const int4*>(vbase + size_t(tt) * hd);
-    }
+    if (base > 0) load_batch(base);
     float sc[kMaxGroup][kKvSteps];
 #pragma unroll
     for (int u = 0; u < kKvSteps; ++u) {

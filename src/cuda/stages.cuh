@@ -117,19 +117,18 @@ __device__ inline void qkv_stage(const StepState& s, const DevLayer& L, int laye
   matvec_stage(L.qkv, smem, QkvEpilogue{&s, L.qkv_bias, layer, pos});
 }
 
-// Partial attention for every (kv head, chunk) pair, one warp each; with a single chunk the warp
-// writes the normalised output and the merge stage is skipped.
+// Partial attention for every item (chunk, kv head, query heads: attn_plan), one warp each; with
+// a single chunk the warp writes the normalised output and the merge stage is skipped.
 __device__ inline void attention_stage(const StepState& s, int layer, int pos, float* smem) {
   const AttnPlan p = attn_plan(s, pos);
-  const int n_items = s.n_kv_heads * p.n_chunks;
   const int group = s.n_heads / s.n_kv_heads;
+  const int n_items = s.n_kv_heads * p.n_chunks * p.n_sub_items;
   float* qs = smem + (threadIdx.x >> 5) * kMaxGroup * s.head_dim;
   for (int it = (threadIdx.x >> 5) * gridDim.x + blockIdx.x; it < n_items; it += gridDim.x * kWarps) {
-    const int j = it / s.n_kv_heads, t0 = p.t0 + j * p.chunk;
-    const int n = min(p.chunk, pos + 1 - t0);
-    for (int g0 = 0; g0 < group; g0 += kMaxGroup)
-      attend_chunk_warp(s, layer, it % s.n_kv_heads, t0, n, j, p.n_chunks, g0,
-                        min(kMaxGroup, group - g0), qs);
+    const int pair = it / p.n_sub_items, g0 = (it % p.n_sub_items) * p.g_step;
+    const int j = pair / s.n_kv_heads, t0 = p.t0 + j * p.chunk;
+    attend_chunk_warp(s, layer, pair % s.n_kv_heads, t0, min(p.chunk, p.t0 + p.n - t0), j,
+                      p.n_chunks, g0, min(p.g_step, group - g0), qs);
   }
 }
 
