@@ -268,7 +268,9 @@ INSTANTIATE_TEST_SUITE_P(Sparsity, CudaVsCpuMdCsr, testing::Values(0.0, 0.5, 0.7
 // read the same int8 values and masks, so the gap is f32 order and the GPU's f16 KV cache.
 // The bitmap cases cover the device chunking (halves cut by 32-column windows, zero padding)
 // at 0% (no padding), 50% (rare) and 70% sparsity (~10% of the chunks cut).
-[[maybe_unused]] void compare_converted(model::CompressFormat format, WeightType want, double sparsity) {
+[[maybe_unused]] void compare_converted([[maybe_unused]] model::CompressFormat format,
+                                        [[maybe_unused]] WeightType want,
+                                        [[maybe_unused]] double sparsity) {
 #if !defined(PDVM_HAVE_CUDA)
   GTEST_SKIP() << "built without CUDA (nvcc not found at configure time)";
 #else
