@@ -1,6 +1,7 @@
 // y = W x for bitmap_i8 matrices (docs/FORMAT.md) on the GPU. Included by matvec.cuh (it uses
 // its warp primitives, kRowsPerWarp, kChunksInFlight and biased_byte_as_float); matvec_stage
-// dispatches here for Fmt::kBitmapI8. UNTESTED ON A GPU when written (see docs/notes-cuda.md).
+// dispatches here for Fmt::kBitmapI8. Correct on the H100, but issue-bound at 31-38% of the read
+// ceiling on Phi-4 (docs/notes-cuda.md, Round 4): the estimate below was ~3x optimistic.
 //
 // Design: value-major, MdCSR-shaped. The file's packed values are cut at upload into chunks of
 // 16 bytes that one lane loads with one coalesced 16-byte load (4 chunks in flight per lane, as
