@@ -72,7 +72,7 @@ struct StepState {
   __half* k_cache = nullptr;
   __half* v_cache = nullptr;
   const float2* rope = nullptr;  // [ctx][rope_dim/2] (cos, sin), computed on the host in double
-  unsigned* barrier = nullptr;   // [2] grid barrier: arrive count, generation
+  unsigned* barrier = nullptr;   // grid barrier: a 64-bit arrival counter (GridBarrier), 8-aligned
   // PDVM_CUDA_STAGE_TIMER builds only: token mode's globaltimer marks
   // [n_layers][kStageMarks][grid blocks] (stage_timer.h)
   unsigned long long* stage_t = nullptr;

@@ -1,8 +1,6 @@
 // The grid-wide barrier of the persistent (cooperative) kernels.
 #pragma once
 
-#include <cuda/atomic>
-
 #include <cstdint>
 
 namespace pdvm::cuda {
@@ -15,43 +13,57 @@ __device__ __forceinline__ uint64_t globaltimer_ns() {
   return t;
 }
 
-// grid_barrier: every block of a cooperative launch waits here until all have arrived; what any
-// thread wrote before the barrier is visible to every thread after it.
-// `bar` is two words of device memory, {arrive count, generation}, zero-initialised once; the
-// count is back to 0 whenever no block is inside a barrier, so launches can reuse it.
-// Memory ordering, step by step:
-//  1. __syncthreads(): all of the block's writes of this phase happen-before thread 0's next step
-//     (CTA-scope barrier; the gpu-scope release below is cumulative over them).
-//  2. thread 0 reads the generation *before* arriving (relaxed is enough: the release RMW in 3
-//     cannot be reordered before an earlier load of the same thread, and the generation cannot
-//     advance until this block has arrived, so the value read is the current one).
-//  3. fetch_add(acq_rel, gpu scope) on the count: release publishes this block's writes; acquire
-//     (for the last arriver) makes every other block's released writes visible to it.
-//  4. the last arriver resets the count (relaxed: ordered before the release store of 5) and
-//     5. bumps the generation with a release store; the others spin on an acquire load of the
-//     generation, which synchronises-with that store and transitively with every arrival.
-//  6. __syncthreads(): the block's other threads are ordered after thread 0's acquire.
-// Requires all blocks co-resident (cudaLaunchCooperativeKernel checks the grid size).
-__device__ __forceinline__ void grid_barrier(unsigned* bar) {
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    ::cuda::atomic_ref<unsigned, ::cuda::thread_scope_device> count(bar[0]);
-    ::cuda::atomic_ref<unsigned, ::cuda::thread_scope_device> gen(bar[1]);
-    const unsigned g = gen.load(::cuda::memory_order_relaxed);
-    if (count.fetch_add(1u, ::cuda::memory_order_acq_rel) == gridDim.x - 1) {
-      count.store(0u, ::cuda::memory_order_relaxed);
-      gen.store(g + 1u, ::cuda::memory_order_release);
-    } else {
-      // A barrier that never opens is a bug (a block that skipped it, a grid that is not
-      // co-resident): trap after kBarrierTimeoutNs so the launch fails with an error the host
-      // reports, instead of hanging the device.
-      const uint64_t t0 = globaltimer_ns();
-      while (gen.load(::cuda::memory_order_acquire) == g) {
-        if (globaltimer_ns() - t0 > kBarrierTimeoutNs) __trap();
-      }
+// GridBarrier: every block of a cooperative launch waits in sync() until all have arrived; what
+// any thread wrote before it is visible to every thread after it.
+//
+// The state is one 64-bit arrival counter in device memory, zeroed once and never reset: each
+// barrier adds gridDim.x, so it is a multiple of gridDim.x whenever no block is inside a barrier
+// (between launches in particular), and barrier k of a launch is complete when it reaches base +
+// (k + 1) * gridDim.x. A block arrives with a fire-and-forget `red.release` and polls the counter
+// with acquire loads. The previous design (count + generation word: the last arriver learns it
+// is last from its fetch_add, resets the count, then publishes a new generation) put a full
+// atomic round trip and a store on the critical path of every barrier: 1.35-1.4 us each on the
+// H100, 6 per layer (stage timer, docs/notes-cuda.md).
+// Memory ordering: __syncthreads orders the block's writes before thread 0's red.release
+// (cumulative at gpu scope); every red is an RMW, so the counter's modification order is one
+// release sequence per arrival, and the acquire load that reads a value >= the target (written
+// by the last arrival or a later one) synchronises with every arrival before it; the closing
+// __syncthreads orders the block's other threads after thread 0's acquire.
+// The launch must keep gridDim.x the same for every launch that uses one counter (configure_kernels
+// gives layer_kernel and token_kernel one grid size) and all blocks co-resident
+// (cudaLaunchCooperativeKernel checks).
+struct GridBarrier {
+  unsigned long long* count;
+  unsigned long long next = 0;  // thread 0: the counter value that completes the next barrier
+
+  __device__ explicit GridBarrier(unsigned* state) : count(reinterpret_cast<unsigned long long*>(state)) {
+    if (threadIdx.x == 0) {
+      // Blocks of this launch may already have arrived at barrier 0 (fewer than gridDim.x of
+      // them: it cannot complete without this block), so round down to the launch's base.
+      unsigned long long c;
+      asm volatile("ld.relaxed.gpu.global.u64 %0, [%1];" : "=l"(c) : "l"(count) : "memory");
+      next = c - c % gridDim.x + gridDim.x;
     }
   }
-  __syncthreads();
-}
+
+  __device__ __forceinline__ void sync() {
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      asm volatile("red.release.gpu.global.add.u64 [%0], 1;" ::"l"(count) : "memory");
+      const uint64_t t0 = globaltimer_ns();
+      unsigned long long c;
+      for (;;) {
+        asm volatile("ld.acquire.gpu.global.u64 %0, [%1];" : "=l"(c) : "l"(count) : "memory");
+        if (c >= next) break;
+        // A barrier that never opens is a bug (a block that skipped it, a grid that is not
+        // co-resident): trap after kBarrierTimeoutNs so the launch fails with an error the host
+        // reports, instead of hanging the device.
+        if (globaltimer_ns() - t0 > kBarrierTimeoutNs) __trap();
+      }
+      next += gridDim.x;
+    }
+    __syncthreads();
+  }
+};
 
 }  // namespace pdvm::cuda

@@ -60,20 +60,21 @@ __global__ void __launch_bounds__(kThreads) head_kernel(StepState s, const float
 // the step's positions span several chunks). Each barrier's reason:
 __global__ void __launch_bounds__(kThreads) layer_kernel(StepState s, DevLayer L, int layer) {
   __shared__ float red[kWarps + 1];
+  GridBarrier bar(s.barrier);
   float* smem = dyn_smem();
   const int pos = s.step[1];
   qkv_stage(s, L, layer, pos, smem, red);
-  grid_barrier(s.barrier);  // K,V of pos are in the cache and q is complete
+  bar.sync();  // K,V of pos are in the cache and q is complete
   attention_stage(s, layer, pos, smem);
-  grid_barrier(s.barrier);  // every chunk's partial state (with one chunk: attn) is written
+  bar.sync();  // every chunk's partial state (with one chunk: attn) is written
   if (attn_plan(s, pos).n_chunks > 1) {
     merge_stage(s, pos, smem);
-    grid_barrier(s.barrier);  // attn (all heads) is complete
+    bar.sync();  // attn (all heads) is complete
   }
   wo_stage(s, L, smem, red);
-  grid_barrier(s.barrier);  // x has the attention residual (the FFN norm needs all of x)
+  bar.sync();  // x has the attention residual (the FFN norm needs all of x)
   ffn_up_stage(s, L, smem, red);
-  grid_barrier(s.barrier);  // act is complete
+  bar.sync();  // act is complete
   down_stage(s, L, smem, red);
   // the kernel's end orders this layer's x before the next launch
 }
@@ -149,41 +150,42 @@ __global__ void __launch_bounds__(kThreads) token_kernel(StepState s, int n_laye
   __shared__ float red[kWarps + 1];
   __shared__ float red_v[kWarps];
   __shared__ int red_i[kWarps];
+  GridBarrier bar(s.barrier);
   float* smem = dyn_smem();
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < s.d_model; i += gridDim.x * blockDim.x)
     s.x[i] = dequant_one(embd, token, i);
-  grid_barrier(s.barrier);
+  bar.sync();
   for (int l = 0; l < n_layers; ++l) {
     const DevLayer& L = c_layers[l];
     qkv_stage(s, L, l, pos, smem, red);
     PDVM_MARK_DONE(l, kMarkQkvDone);
-    grid_barrier(s.barrier);
+    bar.sync();
     PDVM_MARK(l, kMarkQkvOpen);
     attention_stage(s, l, pos, smem);
     PDVM_MARK_DONE(l, kMarkAttnDone);
-    grid_barrier(s.barrier);
+    bar.sync();
     PDVM_MARK(l, kMarkAttnOpen);
     if (attn_plan(s, pos).n_chunks > 1) {  // uniform over the grid: the barrier count stays equal
       merge_stage(s, pos, smem);
       PDVM_MARK_DONE(l, kMarkMergeDone);
-      grid_barrier(s.barrier);
+      bar.sync();
       PDVM_MARK(l, kMarkMergeOpen);
     }
     wo_stage(s, L, smem, red);
     PDVM_MARK_DONE(l, kMarkWoDone);
-    grid_barrier(s.barrier);
+    bar.sync();
     PDVM_MARK(l, kMarkWoOpen);
     ffn_up_stage(s, L, smem, red);
     PDVM_MARK_DONE(l, kMarkUpDone);
-    grid_barrier(s.barrier);
+    bar.sync();
     PDVM_MARK(l, kMarkUpOpen);
     down_stage(s, L, smem, red);
     PDVM_MARK_DONE(l, kMarkDownDone);
-    grid_barrier(s.barrier);
+    bar.sync();
     PDVM_MARK(l, kMarkDownOpen);
   }
   head_stage(s, out_norm, out, smem, red);
-  grid_barrier(s.barrier);
+  bar.sync();
   float bv;
   int bi;
   const float* logits = s.logits;
@@ -191,7 +193,7 @@ __global__ void __launch_bounds__(kThreads) token_kernel(StepState s, int n_laye
                [logits](int k) { return make_float2(logits[k], __int_as_float(k)); }, red_v, red_i,
                bv, bi);
   if (threadIdx.x == 0) { s.amax_v[blockIdx.x] = bv; s.amax_i[blockIdx.x] = bi; }
-  grid_barrier(s.barrier);
+  bar.sync();
   if (blockIdx.x == 0) {
     const float* cv = s.amax_v;
     const int* ci = s.amax_i;
@@ -293,6 +295,9 @@ Status configure_kernels(size_t smem_bytes, int sm_count, LaunchConfig* cfg) {
   PDVM_ASSIGN_OR_RETURN(cfg->grid_layer, resident_blocks(layer_kernel, smem_bytes, sm_count));
   PDVM_ASSIGN_OR_RETURN(cfg->grid_token, resident_blocks(token_kernel, smem_bytes, sm_count));
   cfg->grid_token = std::min(cfg->grid_token, kMaxGrid);
+  // one grid size for both fused kernels: they share the backend's barrier counter, which counts
+  // in multiples of the grid (GridBarrier)
+  cfg->grid_layer = cfg->grid_token = std::min(cfg->grid_layer, cfg->grid_token);
   return Status::ok();
 }
 
