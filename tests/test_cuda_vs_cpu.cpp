@@ -224,48 +224,11 @@ INSTANTIATE_TEST_SUITE_P(Formats, CudaVsCpuSynthetic,
                            return std::string(core::weight_type_name(i.param));
                          });
 
-// ---- 2b. converted (pruned + int8) models: MdCSR on the GPU --------------------------------------
-
-// A synthetic smollm2-shaped model (2 layers, bf16, fresh seed) converted by the converter's
-// compress_model to MdCSR at the given sparsity (magnitude pruning): both sides read the same
-// int8 values, chunks and padding, so the gap is f32 order and the GPU's f16 KV cache.
-class CudaVsCpuMdCsr : public testing::TestWithParam<double> {};
-
-TEST_P(CudaVsCpuMdCsr, LogitsMatchCpuReference) {
-#if !defined(PDVM_HAVE_CUDA)
-  GTEST_SKIP() << "built without CUDA (nvcc not found at configure time)";
-#else
-  std::string why;
-  if (!have_gpu(&why)) GTEST_SKIP() << why;
-  const uint64_t seed = std::random_device{}();
-  auto dense = small_synthetic(WeightType::kBF16, WeightType::kQ8_0, seed);
-  ASSERT_TRUE(dense.is_ok()) << dense.status().message();
-  model::ConvertOptions opt;
-  opt.format = model::CompressFormat::kMdCsr;
-  opt.sparsity = GetParam();
-  auto sparse = model::compress_model(*dense, opt, nullptr);
-  ASSERT_TRUE(sparse.is_ok()) << sparse.status().message();
-  ASSERT_EQ(sparse->layers.at(0).w_down.type, WeightType::kMdCsr);
-  const auto tokens = random_tokens(seed, sparse->config.vocab_size);
-  compare_on(*sparse, tokens, tolerance_for(WeightType::kMdCsr),
-             "mdcsr sparsity " + std::to_string(GetParam()));
-#endif
-}
-
-[[maybe_unused]] std::string sparsity_name(const testing::TestParamInfo<double>& i) {
-  // snprintf: GCC 12 -O3 warns (-Wrestrict, a false positive) on "s" + to_string
-  char name[16];
-  std::snprintf(name, sizeof name, "s%d", int(i.param * 100 + 0.5));
-  return std::string(name);
-}
-
-INSTANTIATE_TEST_SUITE_P(Sparsity, CudaVsCpuMdCsr, testing::Values(0.0, 0.5, 0.7), sparsity_name);
-
-// ---- 2c. converted models: bitmap_i8 and i8_row on the GPU ---------------------------------------
+// ---- 2b. converted (pruned + int8) models: MdCSR, bitmap_i8 and i8_row on the GPU --------------
 
 // A synthetic smollm2-shaped model (2 layers, bf16 layers, q8_0 head, fresh seed) converted by
-// compress_model to `format` at `sparsity` (magnitude pruning), compared as in 2b: both sides
-// read the same int8 values and masks, so the gap is f32 order and the GPU's f16 KV cache.
+// compress_model to `format` at `sparsity` (magnitude pruning): both sides read the same int8
+// values, chunks, masks and padding, so the gap is f32 order and the GPU's f16 KV cache.
 // The bitmap cases cover the device chunking (halves cut by 32-column windows, zero padding)
 // at 0% (no padding), 50% (rare) and 70% sparsity (~10% of the chunks cut).
 [[maybe_unused]] void compare_converted([[maybe_unused]] model::CompressFormat format,
@@ -292,6 +255,21 @@ INSTANTIATE_TEST_SUITE_P(Sparsity, CudaVsCpuMdCsr, testing::Values(0.0, 0.5, 0.7
                  " seed " + std::to_string(seed));
 #endif
 }
+
+class CudaVsCpuMdCsr : public testing::TestWithParam<double> {};
+
+TEST_P(CudaVsCpuMdCsr, LogitsMatchCpuReference) {
+  compare_converted(model::CompressFormat::kMdCsr, WeightType::kMdCsr, GetParam());
+}
+
+[[maybe_unused]] std::string sparsity_name(const testing::TestParamInfo<double>& i) {
+  // snprintf: GCC 12 -O3 warns (-Wrestrict, a false positive) on "s" + to_string
+  char name[16];
+  std::snprintf(name, sizeof name, "s%d", int(i.param * 100 + 0.5));
+  return std::string(name);
+}
+
+INSTANTIATE_TEST_SUITE_P(Sparsity, CudaVsCpuMdCsr, testing::Values(0.0, 0.5, 0.7), sparsity_name);
 
 class CudaVsCpuBitmap : public testing::TestWithParam<double> {};
 
