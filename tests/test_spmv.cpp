@@ -28,15 +28,21 @@ using core::WeightType;
 
 namespace {
 
-formats::QuantizedMatrix make_matrix(int64_t rows, int64_t cols, double sparsity, uint32_t seed, bool edges) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<double> u(0, 1);
-  std::uniform_int_distribution<int> v(-128, 127);
+// rows x cols zeros with room for the row scales
+formats::QuantizedMatrix zero_matrix(int64_t rows, int64_t cols) {
   formats::QuantizedMatrix m;
   m.rows = rows;
   m.cols = cols;
   m.q.assign(size_t(rows * cols), 0);
   m.scale.resize(size_t(rows));
+  return m;
+}
+
+formats::QuantizedMatrix make_matrix(int64_t rows, int64_t cols, double sparsity, uint32_t seed, bool edges) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<double> u(0, 1);
+  std::uniform_int_distribution<int> v(-128, 127);
+  formats::QuantizedMatrix m = zero_matrix(rows, cols);
   for (int64_t r = 0; r < rows; ++r) {
     m.scale[size_t(r)] = float(0.001 + 0.01 * u(rng));
     for (int64_t c = 0; c < cols; ++c)
@@ -145,11 +151,7 @@ formats::QuantizedMatrix make_mixed_matrix(int64_t rows, int64_t cols, uint32_t 
   std::uniform_real_distribution<double> u(0, 1);
   std::uniform_int_distribution<int> v(-127, 127), run(40, 400), pick(0, 7);
   const double keep[] = {1.0, 0.9, 0.7, 0.5, 0.35, 0.2, 0.05, 1.0 / 300};
-  formats::QuantizedMatrix m;
-  m.rows = rows;
-  m.cols = cols;
-  m.q.assign(size_t(rows * cols), 0);
-  m.scale.resize(size_t(rows));
+  formats::QuantizedMatrix m = zero_matrix(rows, cols);
   for (int64_t r = 0; r < rows; ++r) {
     m.scale[size_t(r)] = float(0.001 + 0.01 * u(rng));
     // Rows differ in their mix, so their mean span (and so the kernel's share mode) differs too.

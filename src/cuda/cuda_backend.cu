@@ -485,6 +485,19 @@ Status plan_matrix(MatrixJob& job, core::ThreadPool& pool) {
   return Status::ok();
 }
 
+// The sparse uploads' host copy: values, then scales, bases and row pointers at aligned offsets
+// (job.sizes), packed in `staging` and copied to the arena in one transfer.
+struct SparseStaging {
+  uint8_t* host;
+  size_t scale_off, base_off, ptr_off;
+};
+SparseStaging begin_sparse_upload(const MatrixJob& job, std::vector<uint8_t>& staging) {
+  const PackedSizes& p = job.sizes;
+  staging.resize(std::max(staging.size(), p.total()));
+  const size_t scale_off = align_up(p.value_bytes), base_off = scale_off + align_up(p.scale_bytes);
+  return {staging.data(), scale_off, base_off, base_off + align_up(p.base_bytes)};
+}
+
 // The sparse uploads' last step: the packed host copy (values, scales, bases, row pointers at
 // the given offsets) to its place in the arena, and the DevMatrix pointing at it.
 Status finish_sparse_upload(MatrixJob& job, uint8_t* arena, const uint8_t* host, size_t scale_off,
@@ -506,11 +519,9 @@ Status finish_sparse_upload(MatrixJob& job, uint8_t* arena, const uint8_t* host,
 // chunk), with new row pointers. The file's invariants were validated at load.
 Status upload_mdcsr(MatrixJob& job, uint8_t* arena, std::vector<uint8_t>& staging,
                     core::ThreadPool& pool) {
-  const PackedSizes& p = job.sizes;
-  staging.resize(std::max(staging.size(), p.total()));
-  uint8_t* host = staging.data();
-  const size_t scale_off = align_up(p.value_bytes), base_off = scale_off + align_up(p.scale_bytes),
-               ptr_off = base_off + align_up(p.base_bytes);
+  const SparseStaging st = begin_sparse_upload(job, staging);
+  uint8_t* host = st.host;
+  const size_t scale_off = st.scale_off, base_off = st.base_off, ptr_off = st.ptr_off;
   auto* scales = reinterpret_cast<float*>(host + scale_off);
   auto* bases = reinterpret_cast<uint16_t*>(host + base_off);
   auto* ptr = reinterpret_cast<uint32_t*>(host + ptr_off);
@@ -541,14 +552,12 @@ Status upload_mdcsr(MatrixJob& job, uint8_t* arena, std::vector<uint8_t>& stagin
 // row pointers; masks bit-reversed into u32 words. The file's invariants were validated at load.
 Status upload_bitmap(MatrixJob& job, uint8_t* arena, std::vector<uint8_t>& staging,
                      core::ThreadPool& pool) {
-  const PackedSizes& p = job.sizes;
-  staging.resize(std::max(staging.size(), p.total()));
-  uint8_t* host = staging.data();
-  const size_t scale_off = align_up(p.value_bytes), base_off = scale_off + align_up(p.scale_bytes),
-               ptr_off = base_off + align_up(p.base_bytes);
+  const SparseStaging st = begin_sparse_upload(job, staging);
+  uint8_t* host = st.host;
+  const size_t scale_off = st.scale_off, base_off = st.base_off, ptr_off = st.ptr_off;
   const int64_t n_rows = int64_t(job.rows.size()), groups = (job.cols + 63) / 64,
                 wpr = job.cols / 32;
-  std::memset(host + scale_off, 0, p.scale_bytes);  // scale padding, the 2 words past the masks
+  std::memset(host + scale_off, 0, job.sizes.scale_bytes);  // scale padding, the 2 words past the masks
   auto* scales = reinterpret_cast<float*>(host + scale_off);
   auto* masks = reinterpret_cast<uint32_t*>(host + scale_off) + bitmap_masks_offset(int(n_rows));
   auto* bases = reinterpret_cast<uint16_t*>(host + base_off);
