@@ -118,17 +118,18 @@ inline void with_group_consts(const PreparedInput& x, int64_t groups, Body body)
 // vpdpbusd wants unsigned x signed: multiply |w| by x with w's sign; lanes 0-7 hold block 2g's
 // partial sums, lanes 8-15 block 2g+1's, exact in int32 as 256 * dot(w, q) + dot(w, q_lo).
 // Per group: ~11 instructions for 64 weights, under the ~20 B/cycle DRAM gives 2 cores.
-inline __m512 group_dot_signed(__m512i wv, const int8_t* xq, const int8_t* xq_lo, __m512 xscale, __m512 acc) {
+inline __m512 group_dot_signed_x(__m512i wv, __m512i xv, __m512i xl, __m512 xscale, __m512 acc) {
   const __m512i zero = _mm512_setzero_si512();
   const __mmask64 neg = _mm512_movepi8_mask(wv);
   const __m512i wabs = _mm512_abs_epi8(wv);
-  const __m512i xv = _mm512_load_si512(xq);
-  const __m512i xl = _mm512_load_si512(xq_lo);
   const __m512i xs = _mm512_mask_sub_epi8(xv, neg, zero, xv);
   const __m512i xsl = _mm512_mask_sub_epi8(xl, neg, zero, xl);
   __m512i dot = _mm512_slli_epi32(_mm512_dpbusd_epi32(zero, wabs, xs), 8);
   dot = _mm512_dpbusd_epi32(dot, wabs, xsl);
   return _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), xscale, acc);
+}
+inline __m512 group_dot_signed(__m512i wv, const int8_t* xq, const int8_t* xq_lo, __m512 xscale, __m512 acc) {
+  return group_dot_signed_x(wv, _mm512_load_si512(xq), _mm512_load_si512(xq_lo), xscale, acc);
 }
 
 // Lanes 0-7 = s[2j], lanes 8-15 = s[2j + 1], from a zmm holding the scales of 16 blocks.
@@ -172,12 +173,43 @@ inline float row_dot_groups_signed(int64_t cols, const PreparedInput& x, const S
   return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
 }
 
+// Two rows per pass over x (rows wider than kWideRowCols): x's codes are loaded once per group
+// for both rows, halving their traffic when they no longer fit L1. Results in d0, d1.
+template <typename Load>
+inline void row2_dot_groups_signed(int64_t cols, const PreparedInput& x, const ScaleSpread& sp, Load load0,
+                                   Load load1, float& d0, float& d1) {
+  const int8_t* xq = x.q8();
+  const int8_t* xl = x.q8_lo();
+  const float* xsc = x.q8_fine_scale();
+  const int64_t groups = formats::bitmap_groups(cols);
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+  for (int64_t g0 = 0; g0 < groups; g0 += 8) {
+    const __m512 s16 = _mm512_load_ps(xsc + 2 * g0);  // padded: never past the array
+    const int64_t n = std::min<int64_t>(8, groups - g0);
+    for (int64_t j = 0; j < n; ++j) {
+      const int64_t g = g0 + j;
+      const __m512i xv = _mm512_load_si512(xq + 64 * g), xlv = _mm512_load_si512(xl + 64 * g);
+      const __m512 sc = _mm512_permutexvar_ps(sp.idx[j], s16);
+      acc0 = group_dot_signed_x(load0(g), xv, xlv, sc, acc0);
+      acc1 = group_dot_signed_x(load1(g), xv, xlv, sc, acc1);
+    }
+  }
+  d0 = _mm512_reduce_add_ps(acc0);
+  d1 = _mm512_reduce_add_ps(acc1);
+}
+
 // Software prefetch distance in bytes, per stream. The hardware prefetcher alone left each core
 // 15-25% under its L2-resident rate when the arrays came from DRAM (1-thread bench cases, GB/s by
 // CPU time): MdCSR 50% 9.2 -> 11, 70% 7.9 -> 9.2; bitmap 50% 11 -> 13.4; int8 rows 13.3 -> 15.9.
 // 1-4 KB measured alike; one prefetch per 64 bytes consumed (per group of 4 chunks, per bitmap
 // group, per 64 int8 weights).
 constexpr int kPrefetchMdCsr = 2048, kPrefetchBitmap = 1024, kPrefetchI8 = 2048;
+// Rows wider than this keep x's int8 codes (2 B per column: 35 KB at Phi-4 down's 17920) out of the
+// 32 KB L1 once the weight stream passes through it: int8 rows then run two rows per pass over x.
+// bench_spmv, 2 threads, down 5120x17920, alternating old/new (22:28-22:29 UTC, load 0.2-0.6):
+// 19.8-22.6 -> 22.5-27.6 GB/s; on the 5120-column shapes two rows per pass lost (20-22 against
+// 26-34 GB/s), so narrower rows keep one.
+constexpr int64_t kWideRowCols = 8192;
 // A row's mean columns per MdCSR chunk up to which 4 chunks share one 128-column window, then 2
 // (else each chunk has its own). 4 chunks span ~63/16 of the mean +- a few columns: 30% sparsity
 // (~23 per chunk) -> 4 per window, never failing. Pairs span ~31/16 of it: 50% (~32) -> 2, never
@@ -388,7 +420,27 @@ void rows_i8_row(const Matrix& w, const PreparedInput& x, float* y, int64_t r0, 
   static const ScaleSpread sp;
   const int64_t full = w.cols / 64;
   const __mmask64 last = tail_mask(w.cols - 64 * full);
-  for (int64_t r = r0; r < r1; ++r) {
+  int64_t r = r0;
+  if (w.cols > kWideRowCols) {
+    for (; r + 1 < r1; r += 2) {
+      const uint8_t* row0 = w.data + size_t(r) * stride;
+      const int8_t* q0 = reinterpret_cast<const int8_t*>(row0 + 4);
+      const int8_t* q1 = reinterpret_cast<const int8_t*>(row0 + stride + 4);
+      auto load = [&](const int8_t* q) {
+        return [q, full, last](int64_t g) {
+          _mm_prefetch(reinterpret_cast<const char*>(q + 64 * g + kPrefetchI8), _MM_HINT_T0);
+          return g < full ? _mm512_loadu_si512(q + 64 * g) : _mm512_maskz_loadu_epi8(last, q + 64 * g);
+        };
+      };
+      float d0, d1, s0, s1;
+      row2_dot_groups_signed(w.cols, x, sp, load(q0), load(q1), d0, d1);
+      std::memcpy(&s0, row0, 4);
+      std::memcpy(&s1, row0 + stride, 4);
+      y[r] = s0 * d0;
+      y[r + 1] = s1 * d1;
+    }
+  }
+  for (; r < r1; ++r) {
     const uint8_t* row = w.data + size_t(r) * stride;
     const int8_t* q = reinterpret_cast<const int8_t*>(row + 4);
     float scale;
