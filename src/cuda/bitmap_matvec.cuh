@@ -107,6 +107,7 @@ __device__ void matvec_stage_bitmap(const DevMatrix& m, const float* xs, const E
       reinterpret_cast<const unsigned*>(scale) + bitmap_masks_offset(m.rows);
   for (int g = (threadIdx.x >> 5) * gridDim.x + blockIdx.x; g < n_groups; g += gridDim.x * kWarps) {
     const int row0 = g * kRowsPerWarp;
+    const auto pre = epi.preload(row0);
     const unsigned* gmask = masks + size_t(row0) * wpr;
     {
       const int lines = (min(kRowsPerWarp, m.rows - row0) * wpr + 31) >> 5;  // 128 B = 32 words
@@ -154,7 +155,7 @@ __device__ void matvec_stage_bitmap(const DevMatrix& m, const float* xs, const E
 #pragma unroll
     for (int i = 0; i < kRowsPerWarp; ++i)
       acc[i] = warp_sum(acc[i]) * (row0 + i < m.rows ? __ldg(scale + row0 + i) : 0.0f);
-    epi(row0, acc);
+    epi(row0, acc, pre);
   }
 }
 

@@ -3,6 +3,8 @@
 // launchers. Launchers check every launch; kernels trust shapes validated at construction.
 #include "cuda/kernels.cuh"
 
+#include <cstdlib>
+
 #include "cuda/check.cuh"
 #include "cuda/grid_barrier.cuh"
 #include "cuda/stage_timer.h"
@@ -272,6 +274,12 @@ Result<int> resident_blocks(K kernel, size_t smem_bytes, int sm_count) {
 }  // namespace
 
 Status configure_kernels(size_t smem_bytes, int sm_count, LaunchConfig* cfg) {
+#ifdef PDVM_CUDA_STAGE_TIMER
+  if (const char* e = std::getenv("PDVM_CUDA_KNOCKOUT"); e != nullptr) {
+    const int bits = std::atoi(e);
+    PDVM_CUDA_TRY(cudaMemcpyToSymbol(g_stage_knockout, &bits, sizeof bits));
+  }
+#endif
   PDVM_TRY(set_smem(qkv_kernel, smem_bytes));
   PDVM_TRY(set_smem(attention_kernel, smem_bytes));
   PDVM_TRY(set_smem(merge_kernel, smem_bytes));

@@ -105,9 +105,19 @@ constexpr int kBitmapTailZeros = 64;
 // q8_0 token: 35 dependent shuffle chains per block for d_ff).
 // src was written by other blocks in an earlier phase, so it is read with plain (coherent) loads.
 // Reads: n*4 B (twice when normalising; the second pass hits L1/L2).
+#ifdef PDVM_CUDA_STAGE_TIMER
+// Diagnostic knock-outs (stage-timer builds only; results are wrong with any bit set): 1 = stage
+// the floats but not the int8 codes, 2 = stage nothing. Set from PDVM_CUDA_KNOCKOUT (kernels.cu).
+static __device__ int g_stage_knockout;
+#endif
+
 __device__ inline void stage_vector(float* xs, const float* src, int n, const float* norm,
                                     float eps, float* red, bool codes, bool padded,
                                     bool tail_zeros = false) {
+#ifdef PDVM_CUDA_STAGE_TIMER
+  if (g_stage_knockout & 2) { __syncthreads(); return; }
+  if (g_stage_knockout & 1) codes = false;
+#endif
   float scale = 1.0f;
   if (norm != nullptr) {
     float ss = 0.0f;
@@ -341,9 +351,10 @@ __device__ void matvec_stage_fmt(const DevMatrix& m, const float* smem, const Ep
   const int n_groups = (m.rows + kRowsPerWarp - 1) / kRowsPerWarp;
   const int first = (threadIdx.x >> 5) * gridDim.x + blockIdx.x;
   for (int g = first; g < n_groups; g += gridDim.x * kWarps) {
+    const auto pre = epi.preload(g * kRowsPerWarp);
     float acc[kRowsPerWarp];
     matvec_rows_warp<F>(m, g * kRowsPerWarp, xs, acc);
-    epi(g * kRowsPerWarp, acc);
+    epi(g * kRowsPerWarp, acc, pre);
   }
 }
 

@@ -52,6 +52,7 @@ __device__ void matvec_stage_mdcsr(const DevMatrix& m, const float* xs, const Ep
   const float* scale = static_cast<const float*>(m.scales);
   for (int g = (threadIdx.x >> 5) * gridDim.x + blockIdx.x; g < n_groups; g += gridDim.x * kWarps) {
     const int row0 = g * kRowsPerWarp;
+    const auto pre = epi.preload(row0);
     unsigned bound[kRowsPerWarp + 1];
 #pragma unroll
     for (int i = 0; i <= kRowsPerWarp; ++i) bound[i] = __ldg(m.row_ptr + min(row0 + i, m.rows));
@@ -81,7 +82,7 @@ __device__ void matvec_stage_mdcsr(const DevMatrix& m, const float* xs, const Ep
 #pragma unroll
     for (int i = 0; i < kRowsPerWarp; ++i)
       acc[i] = warp_sum(acc[i]) * (row0 + i < m.rows ? __ldg(scale + row0 + i) : 0.0f);
-    epi(row0, acc);
+    epi(row0, acc, pre);
   }
 }
 

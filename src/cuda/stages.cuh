@@ -12,6 +12,9 @@ namespace pdvm::cuda {
 enum class Stage { kQkv, kAttention, kMerge, kWo, kFfnUp, kDown, kCount };
 
 // ---- epilogues: what a warp does with its kRowsPerWarp finished rows (lane 0 writes) ---------
+// preload(row0) runs before the warp's weight loads and returns what the epilogue reads from
+// memory (x for a residual add, the rotary table for rope), so its round trip overlaps the matvec
+// instead of adding one at the end of the stage (each warp's last group ends the stage).
 
 // q/k rows: bias, then rotate the pair (2i, 2i+1) (adjacent by the upload's row order) and write
 // q (f32) or K (f16, into the cache at pos); v rows: bias, write V.
@@ -19,7 +22,21 @@ struct QkvEpilogue {
   const StepState* s;
   const float* bias;
   int layer, pos;
-  __device__ void operator()(int row0, const float (&acc)[kRowsPerWarp]) const {
+  struct Pre {
+    float2 cs[kRowsPerWarp / 2];  // lane 0: (cos, sin) of each rotary pair, if q or k rows
+  };
+  __device__ Pre preload(int row0) const {
+    Pre p{};
+    const int hd = s->head_dim, rot = s->rope_dim;
+    if ((threadIdx.x & 31) != 0 || row0 >= (s->n_heads + s->n_kv_heads) * hd) return p;
+#pragma unroll
+    for (int k = 0; k < kRowsPerWarp / 2; ++k) {
+      const int local = row0 % hd + 2 * k;  // q and k row blocks are whole heads
+      if (local < rot) p.cs[k] = s->rope[size_t(pos) * (rot >> 1) + (local >> 1)];
+    }
+    return p;
+  }
+  __device__ void operator()(int row0, const float (&acc)[kRowsPerWarp], const Pre& pre) const {
     if ((threadIdx.x & 31) != 0) return;
     const int hd = s->head_dim, q_rows = s->n_heads * hd, k_rows = s->n_kv_heads * hd;
     float v[kRowsPerWarp];
@@ -44,7 +61,7 @@ struct QkvEpilogue {
       if (local < s->rope_dim) {
         const int i = local >> 1;
         if (!s->rope_interleaved) { da = i; db = i + half_rot; }
-        const float2 cs = s->rope[size_t(pos) * half_rot + i];
+        const float2 cs = pre.cs[p];
         ra = a * cs.x - b * cs.y;
         rb = b * cs.x + a * cs.y;
       }
@@ -64,13 +81,18 @@ struct QkvEpilogue {
 struct ResidualEpilogue {
   float* x;
   int rows;
-  __device__ void operator()(int row0, const float (&acc)[kRowsPerWarp]) const {
+  using Pre = float;  // lane i < kRowsPerWarp: x[row0 + i]
+  __device__ float preload(int row0) const {
+    const int lane = threadIdx.x & 31;
+    return lane < kRowsPerWarp && row0 + lane < rows ? x[row0 + lane] : 0.0f;
+  }
+  __device__ void operator()(int row0, const float (&acc)[kRowsPerWarp], float x0) const {
     const int lane = threadIdx.x & 31;
     if (lane < kRowsPerWarp && row0 + lane < rows) {
       float a = acc[0];
 #pragma unroll
       for (int i = 1; i < kRowsPerWarp; ++i) if (lane == i) a = acc[i];
-      x[row0 + lane] += a;
+      x[row0 + lane] = x0 + a;
     }
   }
 };
@@ -79,7 +101,9 @@ struct ResidualEpilogue {
 struct SiluMulEpilogue {
   float* act;
   int d_ff;
-  __device__ void operator()(int row0, const float (&acc)[kRowsPerWarp]) const {
+  using Pre = int;  // nothing to read
+  __device__ int preload(int) const { return 0; }
+  __device__ void operator()(int row0, const float (&acc)[kRowsPerWarp], int) const {
     if ((threadIdx.x & 31) != 0) return;
 #pragma unroll
     for (int p = 0; p < kRowsPerWarp / 2; ++p) {
@@ -95,7 +119,9 @@ struct SiluMulEpilogue {
 struct StoreEpilogue {
   float* out;
   int rows;
-  __device__ void operator()(int row0, const float (&acc)[kRowsPerWarp]) const {
+  using Pre = int;  // nothing to read
+  __device__ int preload(int) const { return 0; }
+  __device__ void operator()(int row0, const float (&acc)[kRowsPerWarp], int) const {
     const int lane = threadIdx.x & 31;
     if (lane < kRowsPerWarp && row0 + lane < rows) {
       float a = acc[0];
