@@ -10,6 +10,7 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 
+#include "scratch_dir.h"
 #include "cpu/cpu_backend.h"
 #include "formats/gguf.h"
 #include "formats/safetensors.h"
@@ -24,7 +25,7 @@ namespace {
 const fs::path kFixtures = fs::path(PDVM_TEST_DATA) / "fixtures";
 
 fs::path temp_dir(const std::string& name) {
-  fs::path d = fs::temp_directory_path() / ("pdvm_bad_input_" + std::to_string(::getpid())) / name;
+  fs::path d = test::scratch_path("bad_input") / name;
   fs::remove_all(d);
   fs::create_directories(d);
   return d;

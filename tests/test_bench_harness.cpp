@@ -13,6 +13,7 @@
 #include <string>
 #include <tuple>
 
+#include "scratch_dir.h"
 #include "bench/harness.h"
 #include "core/traffic.h"
 #include "model/synthetic.h"
@@ -361,7 +362,7 @@ TEST(BenchHarness, CliRunsPhi4FourLayers) {
   std::string out;
   if (run("'" + cli + "' --help", out) != 0 || out.find("bench") == std::string::npos)
     GTEST_SKIP() << "the pdvm CLI at " << cli << " has no bench subcommand yet";
-  const std::string json = testing::TempDir() + "bench_cli_phi4.json";
+  const std::string json = pdvm::test::scratch_path("bench_cli_phi4.json").string();
   // < 10 s on 2 cores (2.5 GB of q8_0 weights generated, 4 timed steps)
   const int rc = run("'" + cli + "' bench --shape phi-4 --layers 4 --tokens 4 --repeats 1 --warmup 1 -q "
                      "--ceiling-mb 64 --json '" + json + "'", out);

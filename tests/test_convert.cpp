@@ -12,6 +12,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "scratch_dir.h"
 #include "cpu/cpu_backend.h"
 #include "formats/int8_rows.h"
 #include "model/convert.h"
@@ -183,7 +184,7 @@ TEST(Convert, ActivationAwarePruningUsesNorms) {
 
 TEST(Convert, FileRoundTripGivesIdenticalLogits) {
   const Fixture f = read_fixture("qwen2");  // biases too
-  const fs::path out = fs::path(testing::TempDir()) / "convert_roundtrip.pdvm";
+  const fs::path out = test::scratch_path("convert_roundtrip.pdvm");
   for (auto fmt : {model::CompressFormat::kMdCsr, model::CompressFormat::kBitmapI8, model::CompressFormat::kI8Row,
                    model::CompressFormat::kQ8_0}) {
     SCOPED_TRACE(model::compress_format_name(fmt));

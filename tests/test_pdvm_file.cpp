@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "scratch_dir.h"
 #include "core/thread_pool.h"
 #include "cpu/matvec.h"
 #include "formats/pdvm_file.h"
@@ -42,7 +43,7 @@ struct Contents {
 
 // A converted fixture (llama: d_model 64, d_ff 96, 2 layers), as editable tensors.
 Contents converted(model::CompressFormat fmt, double sparsity) {
-  const fs::path out = fs::path(testing::TempDir()) / "pdvm_file_src.pdvm";
+  const fs::path out = test::scratch_path("pdvm_file_src.pdvm");
   model::ConvertOptions o;
   o.format = fmt;
   o.sparsity = sparsity;
@@ -58,7 +59,7 @@ Contents converted(model::CompressFormat fmt, double sparsity) {
 }
 
 std::string write(const Contents& c, const std::string& name = "edited.pdvm") {
-  const std::string path = (fs::path(testing::TempDir()) / name).string();
+  const std::string path = test::scratch_path(name).string();
   std::vector<formats::SafetensorsTensorToWrite> ts;
   for (const auto& t : c.tensors) ts.push_back({t.name, t.dtype, t.shape, t.bytes.data(), t.bytes.size()});
   const Status s = formats::write_safetensors(path, ts, c.meta);
