@@ -186,7 +186,8 @@ TEST(Spmv, AllFormatsManyShapesAndSparsities) {
   core::ThreadPool pool(2);
   const std::vector<std::pair<int64_t, int64_t>> shapes = {{4, 1},   {5, 3},    {4, 64},   {7, 65},   {16, 96},
                                                            {33, 200}, {9, 511}, {64, 576}, {5, 1025}, {40, 1536},
-                                                           {4, 5120}, {3, 17920}, {2, 40000}};
+                                                           {4, 5120}, {3, 17920}, {2, 40000},
+                                                           {19, 9000}};  // wide rows: 8-, 2- and 1-row passes
   uint32_t seed = 1;
   for (auto type : {WeightType::kI8Row, WeightType::kMdCsr, WeightType::kBitmapI8})
     for (auto [rows, cols] : shapes)

@@ -5,8 +5,10 @@
 #include "cpu/spmv.h"
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cstring>
+#include <utility>
 
 #include "formats/bitmap_i8.h"
 #include "formats/mdcsr.h"
@@ -173,16 +175,17 @@ inline float row_dot_groups_signed(int64_t cols, const PreparedInput& x, const S
   return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
 }
 
-// Two rows per pass over x (rows wider than kWideRowCols): x's codes are loaded once per group
-// for both rows, halving their traffic when they no longer fit L1. Results in d0, d1.
-template <typename Load>
-inline void row2_dot_groups_signed(int64_t cols, const PreparedInput& x, const ScaleSpread& sp, Load load0,
-                                   Load load1, float& d0, float& d1) {
+// kRows rows per pass over x (rows wider than kWideRowCols): x's codes are loaded once per group
+// for all of them, dividing their traffic by kRows when they no longer fit L1. Results in d.
+template <int kRows, typename Load>
+inline void rows_dot_groups_signed(int64_t cols, const PreparedInput& x, const ScaleSpread& sp,
+                                   const std::array<Load, kRows>& load, float (&d)[kRows]) {
   const int8_t* xq = x.q8();
   const int8_t* xl = x.q8_lo();
   const float* xsc = x.q8_fine_scale();
   const int64_t groups = formats::bitmap_groups(cols);
-  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+  __m512 acc[kRows];
+  for (int i = 0; i < kRows; ++i) acc[i] = _mm512_setzero_ps();
   for (int64_t g0 = 0; g0 < groups; g0 += 8) {
     const __m512 s16 = _mm512_load_ps(xsc + 2 * g0);  // padded: never past the array
     const int64_t n = std::min<int64_t>(8, groups - g0);
@@ -190,12 +193,10 @@ inline void row2_dot_groups_signed(int64_t cols, const PreparedInput& x, const S
       const int64_t g = g0 + j;
       const __m512i xv = _mm512_load_si512(xq + 64 * g), xlv = _mm512_load_si512(xl + 64 * g);
       const __m512 sc = _mm512_permutexvar_ps(sp.idx[j], s16);
-      acc0 = group_dot_signed_x(load0(g), xv, xlv, sc, acc0);
-      acc1 = group_dot_signed_x(load1(g), xv, xlv, sc, acc1);
+      for (int i = 0; i < kRows; ++i) acc[i] = group_dot_signed_x(load[i](g), xv, xlv, sc, acc[i]);
     }
   }
-  d0 = _mm512_reduce_add_ps(acc0);
-  d1 = _mm512_reduce_add_ps(acc1);
+  for (int i = 0; i < kRows; ++i) d[i] = _mm512_reduce_add_ps(acc[i]);
 }
 
 // Software prefetch distance in bytes, per stream. The hardware prefetcher alone left each core
@@ -205,11 +206,14 @@ inline void row2_dot_groups_signed(int64_t cols, const PreparedInput& x, const S
 // group, per 64 int8 weights).
 constexpr int kPrefetchMdCsr = 2048, kPrefetchBitmap = 1024, kPrefetchI8 = 2048;
 // Rows wider than this keep x's int8 codes (2 B per column: 35 KB at Phi-4 down's 17920) out of the
-// 32 KB L1 once the weight stream passes through it: int8 rows then run two rows per pass over x.
-// bench_spmv, 2 threads, down 5120x17920, alternating old/new (22:28-22:29 UTC, load 0.2-0.6):
-// 19.8-22.6 -> 22.5-27.6 GB/s; on the 5120-column shapes two rows per pass lost (20-22 against
-// 26-34 GB/s), so narrower rows keep one.
+// 32 KB L1 once the weight stream passes through it: int8 rows then run kWideRowsPerPass rows per
+// pass over x (then 2, then 1 for the rest). bench_spmv, down 5120x17920, alternating builds
+// (2026-11-25 00:20-00:25 UTC, load 0.1-1.1): 2 threads 18.6-26.1 GB/s with 2 rows per pass, 21.3-27.0
+// with 4, 26.0-30.9 with 8; 1 thread from DRAM 11.8-14.1 -> 18.5-19.2 with 8, 15.2-18.7 with 16
+// (whose L2-resident rate drops, 37 -> 23-35 GB/s). On the 5120-column shapes two rows per pass
+// lost (20-22 against 26-34 GB/s), so narrower rows keep one.
 constexpr int64_t kWideRowCols = 8192;
+constexpr int kWideRowsPerPass = 8;
 // A row's mean columns per MdCSR chunk up to which 4 chunks share one 128-column window, then 2
 // (else each chunk has its own). 4 chunks span ~63/16 of the mean +- a few columns: 30% sparsity
 // (~23 per chunk) -> 4 per window, never failing. Pairs span ~31/16 of it: 50% (~32) -> 2, never
@@ -422,23 +426,29 @@ void rows_i8_row(const Matrix& w, const PreparedInput& x, float* y, int64_t r0, 
   const __mmask64 last = tail_mask(w.cols - 64 * full);
   int64_t r = r0;
   if (w.cols > kWideRowCols) {
-    for (; r + 1 < r1; r += 2) {
-      const uint8_t* row0 = w.data + size_t(r) * stride;
-      const int8_t* q0 = reinterpret_cast<const int8_t*>(row0 + 4);
-      const int8_t* q1 = reinterpret_cast<const int8_t*>(row0 + stride + 4);
-      auto load = [&](const int8_t* q) {
-        return [q, full, last](int64_t g) {
-          _mm_prefetch(reinterpret_cast<const char*>(q + 64 * g + kPrefetchI8), _MM_HINT_T0);
-          return g < full ? _mm512_loadu_si512(q + 64 * g) : _mm512_maskz_loadu_epi8(last, q + 64 * g);
-        };
+    auto load = [&](int64_t row) {
+      const int8_t* q = reinterpret_cast<const int8_t*>(w.data + size_t(row) * stride + 4);
+      return [q, full, last](int64_t g) {
+        _mm_prefetch(reinterpret_cast<const char*>(q + 64 * g + kPrefetchI8), _MM_HINT_T0);
+        return g < full ? _mm512_loadu_si512(q + 64 * g) : _mm512_maskz_loadu_epi8(last, q + 64 * g);
       };
-      float d0, d1, s0, s1;
-      row2_dot_groups_signed(w.cols, x, sp, load(q0), load(q1), d0, d1);
-      std::memcpy(&s0, row0, 4);
-      std::memcpy(&s1, row0 + stride, 4);
-      y[r] = s0 * d0;
-      y[r + 1] = s1 * d1;
-    }
+    };
+    auto pass = [&]<int kRows>(std::integral_constant<int, kRows>) {
+      for (; r + kRows <= r1; r += kRows) {
+        const auto loads = [&]<size_t... I>(std::index_sequence<I...>) {
+          return std::array{load(r + int64_t(I))...};
+        }(std::make_index_sequence<kRows>{});
+        float d[kRows];
+        rows_dot_groups_signed<kRows>(w.cols, x, sp, loads, d);
+        for (int i = 0; i < kRows; ++i) {
+          float scale;
+          std::memcpy(&scale, w.data + size_t(r + i) * stride, 4);
+          y[r + i] = scale * d[i];
+        }
+      }
+    };
+    pass(std::integral_constant<int, kWideRowsPerPass>{});
+    pass(std::integral_constant<int, 2>{});
   }
   for (; r < r1; ++r) {
     const uint8_t* row = w.data + size_t(r) * stride;
