@@ -76,11 +76,16 @@ inline void fill_group_consts(const PreparedInput& x, int64_t groups, GroupConst
   }
 }
 
-// acc += x-scaled [256 dot(w, q) + dot(w, q_lo)] for one group of 64 biased weights wb.
-inline __m512 group_dot(__m512i wb, const PreparedInput& x, int64_t g, __m512i corr, __m512 xscale, __m512 acc) {
-  __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wb, _mm512_load_si512(x.q8() + 64 * g));
-  d = _mm512_dpbusd_epi32(_mm512_slli_epi32(d, 8), wb, _mm512_load_si512(x.q8_lo() + 64 * g));
+// acc += x-scaled [256 dot(w, q) + dot(w, q_lo)] for one group of 64 biased weights wb against
+// x's codes xv (q) and xl (q_lo) of that group.
+inline __m512 group_dot_x(__m512i wb, __m512i xv, __m512i xl, __m512i corr, __m512 xscale, __m512 acc) {
+  __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wb, xv);
+  d = _mm512_dpbusd_epi32(_mm512_slli_epi32(d, 8), wb, xl);
   return _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(d, corr)), xscale, acc);
+}
+inline __m512 group_dot(__m512i wb, const PreparedInput& x, int64_t g, __m512i corr, __m512 xscale, __m512 acc) {
+  return group_dot_x(wb, _mm512_load_si512(x.q8() + 64 * g), _mm512_load_si512(x.q8_lo() + 64 * g), corr,
+                     xscale, acc);
 }
 
 // Sum over a row's groups; `load(g)` returns group g's 64 biased weights. Two accumulators;
@@ -99,6 +104,31 @@ inline float row_dot_groups(int64_t groups, const PreparedInput& x, const GroupC
   }
   if (g < groups) acc0 = one(g, acc0);
   return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+}
+
+// kRows rows per pass over x (rows wider than kWideRowCols), as rows_dot_groups_signed does for int8
+// rows: x's codes and the group constants are loaded once per group for all of them. `load[i](g)`
+// returns row i's group g (each loader keeps its own cursor, so it is called once per group, in
+// order). Results in d.
+template <int kRows, bool kTables, typename Load>
+inline void rows_dot_groups(int64_t groups, const PreparedInput& x, const GroupConsts* k,
+                            std::array<Load, kRows>& load, float (&d)[kRows]) {
+  __m512 acc[kRows];
+  for (int i = 0; i < kRows; ++i) acc[i] = _mm512_setzero_ps();
+  for (int64_t g = 0; g < groups; ++g) {
+    const __m512i xv = _mm512_load_si512(x.q8() + 64 * g), xl = _mm512_load_si512(x.q8_lo() + 64 * g);
+    __m512i corr;
+    __m512 sc;
+    if constexpr (kTables) {
+      corr = k->corr[g];
+      sc = k->scale[g];
+    } else {
+      corr = group_corr(x, g);
+      sc = group_scale(x, g);
+    }
+    for (int i = 0; i < kRows; ++i) acc[i] = group_dot_x(load[i](g), xv, xl, corr, sc, acc[i]);
+  }
+  for (int i = 0; i < kRows; ++i) d[i] = _mm512_reduce_add_ps(acc[i]);
 }
 
 // Runs body.template operator()<kTables>(&tables) with the per-call tables when they fit
@@ -214,6 +244,12 @@ constexpr int kPrefetchMdCsr = 2048, kPrefetchBitmap = 1024, kPrefetchI8 = 2048;
 // lost (20-22 against 26-34 GB/s), so narrower rows keep one.
 constexpr int64_t kWideRowCols = 8192;
 constexpr int kWideRowsPerPass = 8;
+// bitmap_i8 takes the same passes on wide rows when at least this fraction of weights is kept:
+// down 5120x17920, 2 threads (00:40-00:42 UTC, alternating builds, noisy: ceiling 26-48 GB/s)
+// 30% sparsity 16.0-18.6 -> 24.1-25.1 GB/s, 50% 15.0-16.8 -> 16.3-21.5, 70% 14.4-15.6 -> 11.1-16.4,
+// 80% 10.6-13.6 -> 8.3-12.9: at high sparsity the 8 rows' cursors and masks cost more than x's
+// traffic saves.
+constexpr double kBitmapWideMinDensity = 0.4;
 // A row's mean columns per MdCSR chunk up to which 4 chunks share one 128-column window, then 2
 // (else each chunk has its own). 4 chunks span ~63/16 of the mean +- a few columns: 30% sparsity
 // (~23 per chunk) -> 4 per window, never failing. Pairs span ~31/16 of it: 50% (~32) -> 2, never
@@ -482,27 +518,42 @@ void rows_bitmap_i8(const Matrix& w, const PreparedInput& x, float* y, int64_t r
 #if defined(PDVM_SPMV_AVX512)
   const __m512i c80 = _mm512_set1_epi8(char(0x80));
   const int8_t* values_end = s.values + s.row_ptr[w.rows];
+  // Row r's loader: group g's 64 biased weights, advancing the row's value cursor; called once
+  // per group, in order. A plain 64-byte load of the group's packed values (a masked one only
+  // within 64 bytes of the array's end, never past it), biased by the xor, then vpexpandb
+  // register-to-register with 128 (weight 0) in the columns not kept. (vpexpandb with a memory
+  // operand is microcoded on Zen 4: ~3x slower per group in bench_spmv.)
+  auto row_loader = [&](int64_t r) {
+    return [masks = s.masks + r * groups, v = s.values + s.row_ptr[r], values_end, c80](int64_t g) mutable {
+      const uint64_t m = masks[g];
+      const int n = std::popcount(m);
+      _mm_prefetch(reinterpret_cast<const char*>(v + kPrefetchBitmap), _MM_HINT_T0);
+      if ((g & 7) == 0) _mm_prefetch(reinterpret_cast<const char*>(masks + g + kPrefetchBitmap / 8), _MM_HINT_T0);
+      const __m512i packed = values_end - v >= 64
+                                 ? _mm512_loadu_si512(v)
+                                 : _mm512_maskz_loadu_epi8(__mmask64(_bzhi_u64(~uint64_t(0), unsigned(n))), v);
+      v += n;
+      return _mm512_mask_expand_epi8(c80, __mmask64(m), _mm512_xor_si512(packed, c80));
+    };
+  };
   with_group_consts(x, groups, [&]<bool kTables>(const GroupConsts* k) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const uint64_t* masks = s.masks + r * groups;
-      const int8_t* v = s.values + s.row_ptr[r];
-      // A plain 64-byte load of the group's packed values (a masked one only within 64 bytes of
-      // the array's end, never past it), biased by the xor, then vpexpandb register-to-register
-      // with 128 (weight 0) in the columns not kept. (vpexpandb with a memory operand is
-      // microcoded on Zen 4: ~3x slower per group in bench_spmv.)
-      const float dot = row_dot_groups<kTables>(groups, x, k, [&](int64_t g) {
-        const uint64_t m = masks[g];
-        const int n = std::popcount(m);
-        _mm_prefetch(reinterpret_cast<const char*>(v + kPrefetchBitmap), _MM_HINT_T0);
-        if ((g & 7) == 0) _mm_prefetch(reinterpret_cast<const char*>(masks + g + kPrefetchBitmap / 8), _MM_HINT_T0);
-        const __m512i packed = values_end - v >= 64
-                                   ? _mm512_loadu_si512(v)
-                                   : _mm512_maskz_loadu_epi8(__mmask64(_bzhi_u64(~uint64_t(0), unsigned(n))), v);
-        v += n;
-        return _mm512_mask_expand_epi8(c80, __mmask64(m), _mm512_xor_si512(packed, c80));
-      });
-      y[r] = s.row_scale[r] * dot;
+    int64_t r = r0;
+    const double density = double(s.row_ptr[w.rows]) / (double(w.rows) * double(w.cols));
+    if (w.cols > kWideRowCols && density >= kBitmapWideMinDensity) {
+      auto pass = [&]<int kRows>(std::integral_constant<int, kRows>) {
+        for (; r + kRows <= r1; r += kRows) {
+          auto loads = [&]<size_t... I>(std::index_sequence<I...>) {
+            return std::array{row_loader(r + int64_t(I))...};
+          }(std::make_index_sequence<kRows>{});
+          float d[kRows];
+          rows_dot_groups<kRows, kTables>(groups, x, k, loads, d);
+          for (int i = 0; i < kRows; ++i) y[r + i] = s.row_scale[r + i] * d[i];
+        }
+      };
+      pass(std::integral_constant<int, kWideRowsPerPass>{});
+      pass(std::integral_constant<int, 2>{});
     }
+    for (; r < r1; ++r) y[r] = s.row_scale[r] * row_dot_groups<kTables>(groups, x, k, row_loader(r));
   });
 #else
   const float* xf = x.f32();
