@@ -109,10 +109,10 @@ inline float row_dot_groups(int64_t groups, const PreparedInput& x, const GroupC
 // kRows rows per pass over x (rows wider than kWideRowCols), as rows_dot_groups_signed does for int8
 // rows: x's codes and the group constants are loaded once per group for all of them. `load[i](g)`
 // returns row i's group g (each loader keeps its own cursor, so it is called once per group, in
-// order). Results in d.
+// order; hence the array is taken by value). Results in d.
 template <int kRows, bool kTables, typename Load>
 inline void rows_dot_groups(int64_t groups, const PreparedInput& x, const GroupConsts* k,
-                            std::array<Load, kRows>& load, float (&d)[kRows]) {
+                            std::array<Load, kRows> load, float (&d)[kRows]) {
   __m512 acc[kRows];
   for (int i = 0; i < kRows; ++i) acc[i] = _mm512_setzero_ps();
   for (int64_t g = 0; g < groups; ++g) {
@@ -235,21 +235,44 @@ inline void rows_dot_groups_signed(int64_t cols, const PreparedInput& x, const S
 // 1-4 KB measured alike; one prefetch per 64 bytes consumed (per group of 4 chunks, per bitmap
 // group, per 64 int8 weights).
 constexpr int kPrefetchMdCsr = 2048, kPrefetchBitmap = 1024, kPrefetchI8 = 2048;
-// Rows wider than this keep x's int8 codes (2 B per column: 35 KB at Phi-4 down's 17920) out of the
-// 32 KB L1 once the weight stream passes through it: int8 rows then run kWideRowsPerPass rows per
-// pass over x (then 2, then 1 for the rest). bench_spmv, down 5120x17920, alternating builds
+// Rows wider than this keep x's codes (2 B per column: 35 KB at Phi-4 down's 17920) out of the
+// 32 KB L1 once the weight stream passes through it: int8 rows (and dense-enough bitmap rows) then
+// run kWideRowsPerPass rows per pass over x (then 2, then 1 for the rest), and MdCSR prefetches
+// its streams into L2 only (MdCsrCtx::prefetch_to_l2). bench_spmv, down 5120x17920, alternating builds
 // (2026-11-25 00:20-00:25 UTC, load 0.1-1.1): 2 threads 18.6-26.1 GB/s with 2 rows per pass, 21.3-27.0
 // with 4, 26.0-30.9 with 8; 1 thread from DRAM 11.8-14.1 -> 18.5-19.2 with 8, 15.2-18.7 with 16
 // (whose L2-resident rate drops, 37 -> 23-35 GB/s). On the 5120-column shapes two rows per pass
 // lost (20-22 against 26-34 GB/s), so narrower rows keep one.
 constexpr int64_t kWideRowCols = 8192;
 constexpr int kWideRowsPerPass = 8;
+
 // bitmap_i8 takes the same passes on wide rows when at least this fraction of weights is kept:
 // down 5120x17920, 2 threads (00:40-00:42 UTC, alternating builds, noisy: ceiling 26-48 GB/s)
 // 30% sparsity 16.0-18.6 -> 24.1-25.1 GB/s, 50% 15.0-16.8 -> 16.3-21.5, 70% 14.4-15.6 -> 11.1-16.4,
 // 80% 10.6-13.6 -> 8.3-12.9: at high sparsity the 8 rows' cursors and masks cost more than x's
 // traffic saves.
 constexpr double kBitmapWideMinDensity = 0.4;
+
+// Rows [r, r1) of a wide matrix in passes of kWideRowsPerPass rows, then of 2;
+// `pass.template operator()<kRows>(row)` computes rows row .. row + kRows - 1. r ends at the
+// first row left over, for the caller's one-row loop.
+template <typename Pass>
+inline void wide_row_passes(int64_t& r, int64_t r1, Pass pass) {
+  auto run = [&]<int kRows>(std::integral_constant<int, kRows>) {
+    for (; r + kRows <= r1; r += kRows) pass.template operator()<kRows>(r);
+  };
+  run(std::integral_constant<int, kWideRowsPerPass>{});
+  run(std::integral_constant<int, 2>{});
+}
+
+// {make(row), make(row + 1), ..., make(row + kRows - 1)}: one group loader per row of a pass.
+template <int kRows, typename Make>
+inline auto row_loaders(int64_t row, Make make) {
+  return [&]<size_t... I>(std::index_sequence<I...>) {
+    return std::array{make(row + int64_t(I))...};
+  }(std::make_index_sequence<kRows>{});
+}
+
 // A row's mean columns per MdCSR chunk up to which 4 chunks share one 128-column window, then 2
 // (else each chunk has its own). 4 chunks span ~63/16 of the mean +- a few columns: 30% sparsity
 // (~23 per chunk) -> 4 per window, never failing. Pairs span ~31/16 of it: 50% (~32) -> 2, never
@@ -287,14 +310,13 @@ struct MdCsrCtx {
   const uint8_t* xl;  // x16_lo
   const float* xf;    // f32 copy, for the gathered chunks
   const core::SparseLayout* s;
-  // Rows wider than kMdCsrL1Cols: x's codes (2 B per column) take more than half of the 32 KB L1,
+  // Rows wider than kWideRowCols: x's codes (2 B per column) take more than half of the 32 KB L1,
   // so the streams are prefetched into L2 only and L1 is left to x. Phi-4 down (17920 columns),
   // 2 threads: 50% 22.4-27.4 -> 25.8-30.0 GB/s, 70% 14.8-22.3 -> 20.2-23.2 (five interleaved
   // rounds, 21:01-21:04, load 1.3-1.5); at 5120 columns the same hint lost (50%: 12.8-15.3 vs
   // 19.1-19.8 GB/s, 1 thread), so narrower rows keep prefetching into L1.
   bool prefetch_to_l2;
 };
-constexpr int64_t kMdCsrL1Cols = 8192;
 
 // Saturating prefix sums of n (1..4) chunks' offsets from chunk k (masked loads: nothing past
 // the row's chunks is read). Byte i of lane j: min(255, col of entry i of chunk k+j - its base).
@@ -469,22 +491,15 @@ void rows_i8_row(const Matrix& w, const PreparedInput& x, float* y, int64_t r0, 
         return g < full ? _mm512_loadu_si512(q + 64 * g) : _mm512_maskz_loadu_epi8(last, q + 64 * g);
       };
     };
-    auto pass = [&]<int kRows>(std::integral_constant<int, kRows>) {
-      for (; r + kRows <= r1; r += kRows) {
-        const auto loads = [&]<size_t... I>(std::index_sequence<I...>) {
-          return std::array{load(r + int64_t(I))...};
-        }(std::make_index_sequence<kRows>{});
-        float d[kRows];
-        rows_dot_groups_signed<kRows>(w.cols, x, sp, loads, d);
-        for (int i = 0; i < kRows; ++i) {
-          float scale;
-          std::memcpy(&scale, w.data + size_t(r + i) * stride, 4);
-          y[r + i] = scale * d[i];
-        }
+    wide_row_passes(r, r1, [&]<int kRows>(int64_t row) {
+      float d[kRows];
+      rows_dot_groups_signed<kRows>(w.cols, x, sp, row_loaders<kRows>(row, load), d);
+      for (int i = 0; i < kRows; ++i) {
+        float scale;
+        std::memcpy(&scale, w.data + size_t(row + i) * stride, 4);
+        y[row + i] = scale * d[i];
       }
-    };
-    pass(std::integral_constant<int, kWideRowsPerPass>{});
-    pass(std::integral_constant<int, 2>{});
+    });
   }
   for (; r < r1; ++r) {
     const uint8_t* row = w.data + size_t(r) * stride;
@@ -540,18 +555,11 @@ void rows_bitmap_i8(const Matrix& w, const PreparedInput& x, float* y, int64_t r
     int64_t r = r0;
     const double density = double(s.row_ptr[w.rows]) / (double(w.rows) * double(w.cols));
     if (w.cols > kWideRowCols && density >= kBitmapWideMinDensity) {
-      auto pass = [&]<int kRows>(std::integral_constant<int, kRows>) {
-        for (; r + kRows <= r1; r += kRows) {
-          auto loads = [&]<size_t... I>(std::index_sequence<I...>) {
-            return std::array{row_loader(r + int64_t(I))...};
-          }(std::make_index_sequence<kRows>{});
-          float d[kRows];
-          rows_dot_groups<kRows, kTables>(groups, x, k, loads, d);
-          for (int i = 0; i < kRows; ++i) y[r + i] = s.row_scale[r + i] * d[i];
-        }
-      };
-      pass(std::integral_constant<int, kWideRowsPerPass>{});
-      pass(std::integral_constant<int, 2>{});
+      wide_row_passes(r, r1, [&]<int kRows>(int64_t row) {
+        float d[kRows];
+        rows_dot_groups<kRows, kTables>(groups, x, k, row_loaders<kRows>(row, row_loader), d);
+        for (int i = 0; i < kRows; ++i) y[row + i] = s.row_scale[row + i] * d[i];
+      });
     }
     for (; r < r1; ++r) y[r] = s.row_scale[r] * row_dot_groups<kTables>(groups, x, k, row_loader(r));
   });
@@ -572,7 +580,7 @@ void rows_mdcsr(const Matrix& w, const PreparedInput& x, float* y, int64_t r0, i
   const core::SparseLayout& s = *w.sparse;
   const float* xf = x.f32();
 #if defined(PDVM_SPMV_AVX512)
-  const MdCsrCtx c{x.x16_hi(), x.x16_lo(), xf, &s, w.cols > kMdCsrL1Cols};
+  const MdCsrCtx c{x.x16_hi(), x.x16_lo(), xf, &s, w.cols > kWideRowCols};
   const float x_scale = x.x16_scale();
   for (int64_t r = r0; r < r1; ++r) {
     const uint32_t k0 = s.row_ptr[r], k1 = s.row_ptr[r + 1];

@@ -498,16 +498,15 @@ SparseStaging begin_sparse_upload(const MatrixJob& job, std::vector<uint8_t>& st
   return {staging.data(), scale_off, base_off, base_off + align_up(p.base_bytes)};
 }
 
-// The sparse uploads' last step: the packed host copy (values, scales, bases, row pointers at
-// the given offsets) to its place in the arena, and the DevMatrix pointing at it.
-Status finish_sparse_upload(MatrixJob& job, uint8_t* arena, const uint8_t* host, size_t scale_off,
-                            size_t base_off, size_t ptr_off, int64_t n_rows) {
+// The sparse uploads' last step: the packed host copy (begin_sparse_upload's layout) to its place
+// in the arena, and the DevMatrix pointing at it.
+Status finish_sparse_upload(MatrixJob& job, uint8_t* arena, const SparseStaging& st, int64_t n_rows) {
   uint8_t* dev = arena + job.offset;
-  PDVM_CUDA_TRY(cudaMemcpy(dev, host, job.sizes.total(), cudaMemcpyHostToDevice));
+  PDVM_CUDA_TRY(cudaMemcpy(dev, st.host, job.sizes.total(), cudaMemcpyHostToDevice));
   job.out->w = dev;
-  job.out->scales = dev + scale_off;
-  job.out->bases = reinterpret_cast<const uint16_t*>(dev + base_off);
-  job.out->row_ptr = reinterpret_cast<const uint32_t*>(dev + ptr_off);
+  job.out->scales = dev + st.scale_off;
+  job.out->bases = reinterpret_cast<const uint16_t*>(dev + st.base_off);
+  job.out->row_ptr = reinterpret_cast<const uint32_t*>(dev + st.ptr_off);
   job.out->rows = int(n_rows);
   job.out->cols = int(job.cols);
   job.out->row_bytes = 0;
@@ -545,7 +544,7 @@ Status upload_mdcsr(MatrixJob& job, uint8_t* arena, std::vector<uint8_t>& stagin
       }
     }
   });
-  return finish_sparse_upload(job, arena, host, scale_off, base_off, ptr_off, n_rows);
+  return finish_sparse_upload(job, arena, st, n_rows);
 }
 
 // bitmap_i8 rows of any sources, in job order, cut into device chunks (cut_bitmap_row) with new
@@ -578,7 +577,7 @@ Status upload_bitmap(MatrixJob& job, uint8_t* arena, std::vector<uint8_t>& stagi
         masks[r * wpr + w] = reverse_bits(uint32_t(mrow[w / 2] >> (32 * (w % 2))));
     }
   });
-  return finish_sparse_upload(job, arena, host, scale_off, base_off, ptr_off, n_rows);
+  return finish_sparse_upload(job, arena, st, n_rows);
 }
 
 Status upload_matrix(MatrixJob& job, uint8_t* arena, std::vector<uint8_t>& staging,
