@@ -147,6 +147,49 @@ TEST(MdCsr, BytesPerEntryAtHalfDensity) {
   EXPECT_NEAR(bm_bpw, 0.625, 0.01);
 }
 
+// The encoder keeps each group of chunks that the CPU kernel reads through one 128-column window
+// (formats::mdcsr_window_chunks) inside that window wherever a group's mean span is at most
+// kMdCsrAlignMaxGroupSpan, at a small byte cost; sparser rows are left alone. Random rows at
+// 30-95% sparsity, 5120 and 17920 columns (the decode is checked by expect_roundtrip).
+TEST(MdCsr, WindowGroupsStayInsideTheirWindows) {
+  uint32_t seed = 100;
+  for (int64_t cols : {5120, 17920})
+    for (double density : {0.7, 0.5, 0.3, 0.25, 0.2, 0.15, 0.05}) {
+      SCOPED_TRACE(testing::Message() << cols << " columns, density " << density);
+      const auto qm = random_matrix(8, cols, density, seed++);
+      expect_roundtrip(qm, core::WeightType::kMdCsr);
+      auto a = formats::encode_mdcsr(qm);
+      ASSERT_TRUE(a.is_ok());
+      int64_t nnz = 0, aligned_rows = 0;
+      for (int8_t x : qm.q) nnz += x != 0;
+      for (int64_t r = 0; r < qm.rows; ++r) {
+        const uint32_t k0 = a->row_ptr[size_t(r)], k1 = a->row_ptr[size_t(r) + 1];
+        const int64_t n = k1 - k0;
+        const int g = formats::mdcsr_window_chunks(cols, n);
+        if (n == 0 || (cols / n) * g > formats::kMdCsrAlignMaxGroupSpan) continue;
+        ++aligned_rows;
+        for (uint32_t k = k0; k < k1; ++k) {
+          const int64_t window = a->chunk_base[k0 + (k - k0) / uint32_t(g) * uint32_t(g)];
+          int64_t col = a->chunk_base[k];
+          for (int i = 0; i < formats::kMdCsrChunk; ++i) {
+            col += a->deltas[size_t(k) * formats::kMdCsrChunk + size_t(i)];
+            ASSERT_LT(col - window, formats::kMdCsrWindowCols) << "row " << r << " chunk " << k - k0 << " entry " << i;
+          }
+        }
+      }
+      // Which rows qualify, and what the padding costs (entries per stored nonzero).
+      const double entries_per_nz = double(a->values.size()) / double(nnz);
+      if (density >= 0.15 && density != 0.25) {  // 0.25: rows near the 1 -> 2 chunks-per-window step
+        EXPECT_EQ(aligned_rows, qm.rows);
+        EXPECT_LT(entries_per_nz, density >= 0.3 ? 1.03 : 1.08);
+      }
+      if (density <= 0.05) {
+        EXPECT_EQ(aligned_rows, 0);  // groups of one chunk span ~320 columns: left as they come
+        EXPECT_LT(entries_per_nz, 1.05);
+      }
+    }
+}
+
 TEST(MdCsr, RejectsColsBeyondUint16Base) {
   QuantizedMatrix m;
   m.rows = 1;

@@ -83,8 +83,9 @@ void reference(const formats::QuantizedMatrix& m, const std::vector<double>& xv,
 // qm through the kernel of `type` against the references above; x ~ N(0, 1), times x_outlier at
 // every 97th column (activations with a few large channels: the whole-vector x16 scale of MdCSR
 // then follows the outliers).
+// align: MdCSR's window alignment (formats::encode_mdcsr); off, the kernel's fallback paths run.
 void check_matrix(WeightType type, const formats::QuantizedMatrix& qm, uint32_t seed, core::ThreadPool& pool,
-                  float x_outlier = 1.0f) {
+                  float x_outlier = 1.0f, bool align = true) {
   const int64_t rows = qm.rows, cols = qm.cols;
   std::vector<uint8_t> dense;
   formats::SparseArrays arrays;
@@ -94,7 +95,7 @@ void check_matrix(WeightType type, const formats::QuantizedMatrix& qm, uint32_t 
     dense = formats::encode_i8_rows(qm);
     w = {WeightType::kI8Row, rows, cols, dense.data()};
   } else {
-    auto enc = type == WeightType::kMdCsr ? formats::encode_mdcsr(qm) : formats::encode_bitmap_i8(qm);
+    auto enc = type == WeightType::kMdCsr ? formats::encode_mdcsr(qm, align) : formats::encode_bitmap_i8(qm);
     ASSERT_TRUE(enc.is_ok());
     arrays = std::move(*enc);
     layout = arrays.layout();
@@ -143,9 +144,10 @@ void check(WeightType type, int64_t rows, int64_t cols, double sparsity, uint32_
 }
 
 // Rows whose density changes along the row, in runs of 40-400 columns, from full to one entry per
-// 300 columns, plus single gaps of 127-129 and 255-257 columns: within one row, groups of 4 chunks
-// that fit the row's shared window, groups that only fit one window per chunk, and chunks with an
-// offset >= 128 (the gathered ones) all occur, at every share mode the row's mean span picks.
+// 300 columns, plus single gaps of 127-129 and 255-257 columns: within one row (encoded without
+// window alignment), groups of 4 chunks that fit the row's shared window, groups that only fit
+// one window per chunk, and chunks with an offset >= 128 (the gathered ones) all occur, at every
+// share mode the row's mean span picks.
 formats::QuantizedMatrix make_mixed_matrix(int64_t rows, int64_t cols, uint32_t seed) {
   std::mt19937 rng(seed);
   std::uniform_real_distribution<double> u(0, 1);
@@ -176,7 +178,10 @@ TEST(Spmv, MdCsrMixedSpansWithinRows) {
   for (int64_t cols : {300, 1536, 5120, 17920})
     for (float outlier : {1.0f, 100.0f}) {
       SCOPED_TRACE(testing::Message() << "mixed " << cols << " cols, outlier x" << outlier);
-      check_matrix(WeightType::kMdCsr, make_mixed_matrix(24, cols, seed), seed, pool, outlier);
+      // unaligned (the encoding of older files): every fallback path; aligned: the encoder's own
+      check_matrix(WeightType::kMdCsr, make_mixed_matrix(24, cols, seed), seed, pool, outlier, false);
+      if (HasFatalFailure()) return;
+      check_matrix(WeightType::kMdCsr, make_mixed_matrix(24, cols, seed), seed, pool, outlier, true);
       ++seed;
       if (HasFatalFailure()) return;
     }

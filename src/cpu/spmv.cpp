@@ -273,16 +273,14 @@ inline auto row_loaders(int64_t row, Make make) {
   }(std::make_index_sequence<kRows>{});
 }
 
-// A row's mean columns per MdCSR chunk up to which 4 chunks share one 128-column window, then 2
-// (else each chunk has its own). 4 chunks span ~63/16 of the mean +- a few columns: 30% sparsity
-// (~23 per chunk) -> 4 per window, never failing. Pairs span ~31/16 of it: 50% (~32) -> 2, never
-// failing; 70% (~53) -> 2 too, although ~6% of pairs then miss the window and their group takes
-// one window per chunk after a mispredicted branch: per core 22 GB/s L2-resident (15 with one
-// window per chunk), 13-14 from DRAM (the same as one window per chunk; without the misses it
-// would be ~19). Branch-free alternatives that never miss (a 192-column window per pair, or a
-// third window for whichever pair misses) cost more than they saved (notes-cpu-kernels.md).
-// 80% (~80) -> 1 per chunk.
-constexpr int64_t kShare4MaxSpan = 26, kShare2MaxSpan = 60;
+// How many MdCSR chunks share a 128-column window: formats::mdcsr_window_chunks, from the row's
+// mean columns per chunk: 4 up to 26 (4 chunks span ~63/16 of the mean +- a few columns: 30%
+// sparsity, ~23 per chunk, never fails), 2 up to 60 (pairs span ~31/16 of it: 50%, ~32, never
+// fails; 70%, ~53, failed for ~6% of random pairs, whose group then took one window per chunk
+// after a mispredicted branch: per core 22 GB/s L2-resident (15 with one window per chunk), 13-14
+// from DRAM, ~19 without the misses), else 1 (80%, ~80). Branch-free ways around the misses cost
+// more than they saved (notes-cpu-kernels.md); the encoder now keeps the groups inside their
+// windows instead (formats/mdcsr.h), so the fallback is for other encoders' files and rare rows.
 
 // ---- MdCSR against x's whole-vector int16 codes ----
 // x[c] ~= S (256 hi[c] + lo[c]), hi/lo stored as unsigned bytes biased by 128 (PreparedInput::
@@ -585,10 +583,10 @@ void rows_mdcsr(const Matrix& w, const PreparedInput& x, float* y, int64_t r0, i
   for (int64_t r = r0; r < r1; ++r) {
     const uint32_t k0 = s.row_ptr[r], k1 = s.row_ptr[r + 1];
     // How many chunks share a window, from the row's mean chunk span (cols per chunk).
-    const int64_t per_chunk = k1 > k0 ? w.cols / int64_t(k1 - k0) : 0;
+    const int share = formats::mdcsr_window_chunks(w.cols, int64_t(k1 - k0));
     float dot;
-    if (per_chunk <= kShare4MaxSpan) dot = mdcsr_row<4>(c, x_scale, k0, k1);
-    else if (per_chunk <= kShare2MaxSpan) dot = mdcsr_row<2>(c, x_scale, k0, k1);
+    if (share == 4) dot = mdcsr_row<4>(c, x_scale, k0, k1);
+    else if (share == 2) dot = mdcsr_row<2>(c, x_scale, k0, k1);
     else dot = mdcsr_row<1>(c, x_scale, k0, k1);
     y[r] = s.row_scale[r] * dot;
   }

@@ -4,10 +4,60 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 namespace pdvm::formats {
 
-Result<SparseArrays> encode_mdcsr(const QuantizedMatrix& m) {
+namespace {
+
+// One row's chunks, built before they are appended (a row may be encoded twice, see encode_mdcsr).
+struct RowChunks {
+  std::vector<int8_t> values;
+  std::vector<uint8_t> deltas;
+  std::vector<uint16_t> bases;
+  int64_t n_nonzero = 0;
+};
+
+// Encodes row q (cols entries) into out. group > 0: keep every group of `group` chunks (counted
+// from the row's first) within kMdCsrWindowCols columns of its first base, closing a group with
+// padding entries (value 0, delta 0) when its next entry would lie past that.
+void encode_row(const int8_t* q, int64_t cols, int group, RowChunks& out) {
+  out = RowChunks{};
+  int fill = kMdCsrChunk;  // entries in the current chunk; "full" means: start a new one
+  int64_t prev = 0;        // column of the last entry written
+  int64_t group_base = 0;  // first column of the current window group
+  auto emit = [&](int8_t v, int64_t col) {
+    if (fill == kMdCsrChunk) {  // new chunk: its base is this entry's column
+      if (group > 0 && out.bases.size() % size_t(group) == 0) group_base = col;
+      out.bases.push_back(uint16_t(col));
+      out.values.push_back(v);
+      out.deltas.push_back(0);
+      fill = 1;
+    } else {
+      out.values.push_back(v);
+      out.deltas.push_back(uint8_t(col - prev));
+      ++fill;
+    }
+    prev = col;
+  };
+  for (int64_t c = 0; c < cols; ++c) {
+    if (q[c] == 0) continue;
+    // The entry would join the current group (its chunk has room, or the group has chunks to
+    // come) but lies past the group's window: pad the group to its end.
+    const bool joins_group = fill < kMdCsrChunk || (group > 0 && out.bases.size() % size_t(group) != 0);
+    if (group > 0 && joins_group && c - group_base >= kMdCsrWindowCols)
+      while (fill < kMdCsrChunk || out.bases.size() % size_t(group) != 0) emit(0, prev);
+    // Bridge a gap wider than 255 with padding entries, unless a new chunk starts anyway.
+    while (fill < kMdCsrChunk && c - prev > 255) emit(0, prev + 255);
+    emit(q[c], c);
+    ++out.n_nonzero;
+  }
+  while (fill < kMdCsrChunk) emit(0, prev);  // pad the row to whole chunks
+}
+
+}  // namespace
+
+Result<SparseArrays> encode_mdcsr(const QuantizedMatrix& m, bool align_windows) {
   if (m.cols > kMdCsrMaxCols)
     return invalid_argument("MdCSR stores chunk base columns as uint16: cols " + std::to_string(m.cols) +
                             " exceeds " + std::to_string(kMdCsrMaxCols));
@@ -18,31 +68,25 @@ Result<SparseArrays> encode_mdcsr(const QuantizedMatrix& m) {
   a.row_scale = m.scale;
   a.row_ptr.reserve(size_t(m.rows) + 1);
   a.row_ptr.push_back(0);
+  RowChunks row;
   for (int64_t r = 0; r < m.rows; ++r) {
     const int8_t* q = m.q.data() + r * m.cols;
-    int fill = kMdCsrChunk;  // entries in the current chunk; "full" means: start a new one
-    int64_t prev = 0;        // column of the last entry written
-    auto emit = [&](int8_t v, int64_t col) {
-      if (fill == kMdCsrChunk) {  // new chunk: its base is this entry's column
-        a.chunk_base.push_back(uint16_t(col));
-        a.values.push_back(v);
-        a.deltas.push_back(0);
-        fill = 1;
-      } else {
-        a.values.push_back(v);
-        a.deltas.push_back(uint8_t(col - prev));
-        ++fill;
-      }
-      prev = col;
-    };
-    for (int64_t c = 0; c < m.cols; ++c) {
-      if (q[c] == 0) continue;
-      // Bridge a gap wider than 255 with padding entries, unless a new chunk starts anyway.
-      while (fill < kMdCsrChunk && c - prev > 255) emit(0, prev + 255);
-      emit(q[c], c);
-      ++a.n_nonzero;
+    encode_row(q, m.cols, 0, row);
+    // Keep the window groups the kernel will use within their windows, if that is cheap; padding
+    // adds chunks, which can move the row to larger groups (never smaller): re-encode until the
+    // group size the kernel picks is the one the row was encoded for.
+    int group = 0;
+    for (int pass = 0; align_windows && pass < 3; ++pass) {
+      const int64_t n = int64_t(row.bases.size());
+      const int g = mdcsr_window_chunks(m.cols, n);
+      if (g == group || n == 0 || (m.cols / n) * g > kMdCsrAlignMaxGroupSpan) break;
+      group = g;
+      encode_row(q, m.cols, group, row);
     }
-    while (fill < kMdCsrChunk) emit(0, prev);  // pad the row to whole chunks
+    a.values.insert(a.values.end(), row.values.begin(), row.values.end());
+    a.deltas.insert(a.deltas.end(), row.deltas.begin(), row.deltas.end());
+    a.chunk_base.insert(a.chunk_base.end(), row.bases.begin(), row.bases.end());
+    a.n_nonzero += row.n_nonzero;
     if (a.chunk_base.size() > UINT32_MAX)
       return invalid_argument("MdCSR matrix has more than 2^32 chunks");
     a.row_ptr.push_back(uint32_t(a.chunk_base.size()));

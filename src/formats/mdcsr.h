@@ -23,8 +23,26 @@ namespace pdvm::formats {
 constexpr int kMdCsrChunk = 16;          // entries per chunk: one 16-byte vector of values
 constexpr int64_t kMdCsrMaxCols = 65536;  // chunk_base is uint16
 
-// Encodes the nonzeros of a row-quantized matrix. cols must be <= kMdCsrMaxCols.
-Result<SparseArrays> encode_mdcsr(const QuantizedMatrix& m);
+// Window groups. The CPU kernel (cpu/spmv.cpp) picks x for G consecutive chunks of a row (G = 4,
+// 2 or 1, counted from the row's first chunk) out of one kMdCsrWindowCols-column window starting at
+// the group's first base, G chosen from the row's mean columns per chunk; a group whose entries
+// reach past the window takes a slower path after a mispredicted branch (~30% of the speed from
+// DRAM at 70% sparsity, where ~6% of random pairs overflow: docs/notes-cpu-kernels.md).
+constexpr int64_t kMdCsrWindowCols = 128;
+inline int mdcsr_window_chunks(int64_t cols, int64_t n_chunks) {
+  const int64_t per_chunk = n_chunks > 0 ? cols / n_chunks : 0;
+  return per_chunk <= 26 ? 4 : per_chunk <= 60 ? 2 : 1;
+}
+// The encoder closes a window group early (padding the rest of it) when its next entry would lie
+// kMdCsrWindowCols or more columns past the group's first column, in rows whose mean group span is
+// at most this (so padding stays rare: ~1% of entries at 70% sparsity on random rows). Sparser rows
+// are encoded as they come (their groups would be mostly padding).
+constexpr int64_t kMdCsrAlignMaxGroupSpan = 112;
+
+// Encodes the nonzeros of a row-quantized matrix. cols must be <= kMdCsrMaxCols. With
+// align_windows, window groups are kept inside their window where that is cheap (above); without,
+// entries are packed as they come (as files written before 2026-11-25 are). Valid MdCSR either way.
+Result<SparseArrays> encode_mdcsr(const QuantizedMatrix& m, bool align_windows = true);
 
 // Array lengths as found in a file, so validation can bound every index.
 struct SparseLengths {
