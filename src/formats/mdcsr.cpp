@@ -71,11 +71,18 @@ Result<SparseArrays> encode_mdcsr(const QuantizedMatrix& m, bool align_windows) 
   RowChunks row;
   for (int64_t r = 0; r < m.rows; ++r) {
     const int8_t* q = m.q.data() + r * m.cols;
-    encode_row(q, m.cols, 0, row);
-    // Keep the window groups the kernel will use within their windows, if that is cheap; padding
-    // adds chunks, which can move the row to larger groups (never smaller): re-encode until the
-    // group size the kernel picks is the one the row was encoded for.
+    // Keep the window groups the kernel will use within their windows, if that is cheap. The
+    // group size comes from the chunk count, estimated first from the nonzeros (one pass in almost
+    // every row); padding adds chunks, which can move the row to larger groups (never smaller):
+    // re-encode until the group size the kernel picks is the one the row was encoded for.
     int group = 0;
+    if (align_windows) {
+      const int64_t nnz = m.cols - std::count(q, q + m.cols, int8_t(0));
+      const int64_t n = (nnz + kMdCsrChunk - 1) / kMdCsrChunk;
+      const int g = mdcsr_window_chunks(m.cols, n);
+      if (n > 0 && (m.cols / n) * g <= kMdCsrAlignMaxGroupSpan) group = g;
+    }
+    encode_row(q, m.cols, group, row);
     for (int pass = 0; align_windows && pass < 3; ++pass) {
       const int64_t n = int64_t(row.bases.size());
       const int g = mdcsr_window_chunks(m.cols, n);
