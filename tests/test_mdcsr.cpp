@@ -190,6 +190,34 @@ TEST(MdCsr, WindowGroupsStayInsideTheirWindows) {
     }
 }
 
+// mdcsr_plain_row of a window-aligned encoding gives back the plain packing, chunk for chunk.
+TEST(MdCsr, PlainRowRepackUndoesTheWindowPadding) {
+  uint32_t seed = 300;
+  for (int64_t cols : {600, 5120})
+    for (double density : {0.3, 0.2, 0.5, 0.05}) {
+      SCOPED_TRACE(testing::Message() << cols << " columns, density " << density);
+      auto qm = random_matrix(6, cols, density, seed++);
+      qm.q[size_t(cols - 1)] = 9;  // a gap over 255 at the end of row 0 at low density
+      auto aligned = formats::encode_mdcsr(qm, true), plain = formats::encode_mdcsr(qm, false);
+      ASSERT_TRUE(aligned.is_ok() && plain.is_ok());
+      const core::SparseLayout s = aligned->layout();
+      std::vector<int8_t> v;
+      std::vector<uint8_t> d;
+      std::vector<uint16_t> b;
+      for (int64_t r = 0; r < qm.rows; ++r) {
+        const int64_t n = formats::mdcsr_plain_row(s, r, [&](const int8_t* cv, const uint8_t* cd, uint16_t base) {
+          v.insert(v.end(), cv, cv + formats::kMdCsrChunk);
+          d.insert(d.end(), cd, cd + formats::kMdCsrChunk);
+          b.push_back(base);
+        });
+        EXPECT_EQ(n, int64_t(plain->row_ptr[size_t(r) + 1] - plain->row_ptr[size_t(r)])) << "row " << r;
+      }
+      EXPECT_EQ(v, plain->values);
+      EXPECT_EQ(d, plain->deltas);
+      EXPECT_EQ(b, plain->chunk_base);
+    }
+}
+
 TEST(MdCsr, RejectsColsBeyondUint16Base) {
   QuantizedMatrix m;
   m.rows = 1;

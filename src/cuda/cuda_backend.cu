@@ -19,6 +19,7 @@
 #include "cuda/check.cuh"
 #include "cuda/kernels.cuh"
 #include "cuda/stage_timer.h"
+#include "formats/mdcsr.h"
 #include "formats/quant_blocks.h"
 
 namespace pdvm::cuda {
@@ -406,7 +407,8 @@ struct MatrixJob {
   PackedSizes sizes;
   size_t offset = 0;
   DevMatrix* out = nullptr;
-  std::vector<uint32_t> row_chunks;  // bitmap_i8: device chunks of each row (cut_bitmap_row)
+  std::vector<uint32_t> row_chunks;  // sparse: device chunks of each row (cut_bitmap_row,
+                                     // mdcsr_plain_row)
 };
 
 // bitmap_i8: the rows' chunk counts (the cut is the upload's, run twice: count, then write).
@@ -460,14 +462,27 @@ Status plan_matrix(MatrixJob& job, core::ThreadPool& pool) {
   job.cols = first.cols;
   if (job.fmt == Fmt::kBitmapI8) return plan_bitmap(job, pool);
   if (job.fmt == Fmt::kMdCsr) {
-    size_t n_chunks = 0;
     for (const RowSource& r : job.rows) {
       const core::SparseLayout* sp = r.m->sparse;
       if (sp == nullptr || sp->row_ptr == nullptr || sp->values == nullptr || sp->deltas == nullptr ||
           sp->chunk_base == nullptr || sp->row_scale == nullptr)
         return invalid_argument("CUDA backend: " + job.name + " is mdcsr without its arrays");
-      n_chunks += sp->row_ptr[r.row + 1] - sp->row_ptr[r.row];
     }
+    // Rows are repacked without the CPU kernel's window padding (formats::mdcsr_plain_row): the
+    // GPU kernel gains nothing from it, and at 70% sparsity its +1% of chunks pushed a warp's 4
+    // rows of 5120 columns (384 chunks: 3 rounds of 32 lanes x 4) into a fourth round trip,
+    // +4% per token (H100, docs/notes-cuda.md Round 6). Counted here, written by upload_mdcsr.
+    const int64_t n_rows = int64_t(job.rows.size());
+    job.row_chunks.assign(size_t(n_rows), 0);
+    pool.parallel_for(n_rows, 64, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const RowSource& src = job.rows[size_t(r)];
+        job.row_chunks[size_t(r)] = uint32_t(
+            formats::mdcsr_plain_row(*src.m->sparse, src.row, [](const int8_t*, const uint8_t*, uint16_t) {}));
+      }
+    });
+    size_t n_chunks = 0;
+    for (uint32_t c : job.row_chunks) n_chunks += c;
     if (n_chunks >= (size_t(1) << 32))
       return unsupported("CUDA backend: " + job.name + " has more than 2^32 MdCSR chunks");
     job.sizes = mdcsr_sizes(int64_t(job.rows.size()), n_chunks);
@@ -514,8 +529,8 @@ Status finish_sparse_upload(MatrixJob& job, uint8_t* arena, const SparseStaging&
   return Status::ok();
 }
 
-// MdCSR rows of any sources, in job order: chunks copied as they are (values then deltas per
-// chunk), with new row pointers. The file's invariants were validated at load.
+// MdCSR rows of any sources, in job order, repacked plainly (plan_matrix): values then deltas
+// per chunk, with new row pointers. The file's invariants were validated at load.
 Status upload_mdcsr(MatrixJob& job, uint8_t* arena, std::vector<uint8_t>& staging,
                     core::ThreadPool& pool) {
   const SparseStaging st = begin_sparse_upload(job, staging);
@@ -526,22 +541,19 @@ Status upload_mdcsr(MatrixJob& job, uint8_t* arena, std::vector<uint8_t>& stagin
   auto* ptr = reinterpret_cast<uint32_t*>(host + ptr_off);
   const int64_t n_rows = int64_t(job.rows.size());
   ptr[0] = 0;
-  for (int64_t r = 0; r < n_rows; ++r) {
-    const RowSource& src = job.rows[size_t(r)];
-    ptr[r + 1] = ptr[r] + (src.m->sparse->row_ptr[src.row + 1] - src.m->sparse->row_ptr[src.row]);
-  }
+  for (int64_t r = 0; r < n_rows; ++r) ptr[r + 1] = ptr[r] + job.row_chunks[size_t(r)];
   pool.parallel_for(n_rows, 64, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const RowSource& src = job.rows[size_t(r)];
       const core::SparseLayout& sp = *src.m->sparse;
       scales[r] = sp.row_scale[src.row];
-      const uint32_t c0 = sp.row_ptr[src.row], n = sp.row_ptr[src.row + 1] - c0;
-      for (uint32_t i = 0; i < n; ++i) {
-        uint8_t* dst = host + size_t(ptr[r] + i) * 32;
-        std::memcpy(dst, sp.values + size_t(c0 + i) * 16, 16);
-        std::memcpy(dst + 16, sp.deltas + size_t(c0 + i) * 16, 16);
-        bases[ptr[r] + i] = sp.chunk_base[c0 + i];
-      }
+      uint32_t k = ptr[r];
+      formats::mdcsr_plain_row(sp, src.row, [&](const int8_t* v, const uint8_t* d, uint16_t base) {
+        uint8_t* dst = host + size_t(k) * 32;
+        std::memcpy(dst, v, 16);
+        std::memcpy(dst + 16, d, 16);
+        bases[k++] = base;
+      });
     }
   });
   return finish_sparse_upload(job, arena, st, n_rows);

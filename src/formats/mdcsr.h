@@ -56,6 +56,41 @@ struct SparseLengths {
 Status validate_mdcsr(const core::SparseLayout& s, const SparseLengths& len, int64_t rows,
                       int64_t cols, const std::string& where);
 
+// Row r of a validated matrix packed without window padding, as encode_mdcsr(m, false) packs it
+// (the GPU kernel reads no windows, so the padding would only cost it: cuda_backend.cu repacks at
+// upload). Calls chunk(values, deltas, base) for each chunk of 16 entries; returns the count.
+template <class Chunk>
+int64_t mdcsr_plain_row(const core::SparseLayout& s, int64_t r, const Chunk& chunk) {
+  int8_t v[kMdCsrChunk];
+  uint8_t d[kMdCsrChunk];
+  int fill = 0;
+  int64_t prev = 0, base = 0, n = 0;
+  auto emit = [&](int8_t value, int64_t col) {
+    if (fill == 0) base = col;
+    const int i = fill % kMdCsrChunk;  // == fill (< 16), in a form GCC's overflow check can see
+    v[i] = value;
+    d[i] = uint8_t(fill == 0 ? 0 : col - prev);
+    prev = col;
+    if (++fill == kMdCsrChunk) {
+      chunk(v, d, uint16_t(base));
+      fill = 0;
+      ++n;
+    }
+  };
+  for (uint32_t k = s.row_ptr[r]; k < s.row_ptr[r + 1]; ++k) {
+    int64_t col = s.chunk_base[k];
+    for (int i = 0; i < kMdCsrChunk; ++i) {
+      const size_t e = size_t(k) * kMdCsrChunk + size_t(i);
+      col += s.deltas[e];
+      if (s.values[e] == 0) continue;
+      while (fill > 0 && col - prev > 255) emit(0, prev + 255);  // bridge, as encode_mdcsr
+      emit(s.values[e], col);
+    }
+  }
+  while (fill > 0) emit(0, prev);  // pad the row to whole chunks
+  return n;
+}
+
 // Reference decode of row r of a validated matrix into int8 q [cols] (zeros where nothing is
 // stored); returns the row's scale.
 float mdcsr_decode_row(const core::Matrix& m, int64_t r, int8_t* q);
