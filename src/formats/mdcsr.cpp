@@ -18,41 +18,21 @@ struct RowChunks {
   int64_t n_nonzero = 0;
 };
 
-// Encodes row q (cols entries) into out. group > 0: keep every group of `group` chunks (counted
-// from the row's first) within kMdCsrWindowCols columns of its first base, closing a group with
-// padding entries (value 0, delta 0) when its next entry would lie past that.
+// Encodes row q (cols entries) into out; group: MdCsrRowPacker's.
 void encode_row(const int8_t* q, int64_t cols, int group, RowChunks& out) {
   out = RowChunks{};
-  int fill = kMdCsrChunk;  // entries in the current chunk; "full" means: start a new one
-  int64_t prev = 0;        // column of the last entry written
-  int64_t group_base = 0;  // first column of the current window group
-  auto emit = [&](int8_t v, int64_t col) {
-    if (fill == kMdCsrChunk) {  // new chunk: its base is this entry's column
-      if (group > 0 && out.bases.size() % size_t(group) == 0) group_base = col;
-      out.bases.push_back(uint16_t(col));
-      out.values.push_back(v);
-      out.deltas.push_back(0);
-      fill = 1;
-    } else {
-      out.values.push_back(v);
-      out.deltas.push_back(uint8_t(col - prev));
-      ++fill;
-    }
-    prev = col;
+  auto sink = [&](const int8_t* v, const uint8_t* d, uint16_t base) {
+    out.values.insert(out.values.end(), v, v + kMdCsrChunk);
+    out.deltas.insert(out.deltas.end(), d, d + kMdCsrChunk);
+    out.bases.push_back(base);
   };
+  MdCsrRowPacker<decltype(sink)> pack(group, sink);
   for (int64_t c = 0; c < cols; ++c) {
     if (q[c] == 0) continue;
-    // The entry would join the current group (its chunk has room, or the group has chunks to
-    // come) but lies past the group's window: pad the group to its end.
-    const bool joins_group = fill < kMdCsrChunk || (group > 0 && out.bases.size() % size_t(group) != 0);
-    if (group > 0 && joins_group && c - group_base >= kMdCsrWindowCols)
-      while (fill < kMdCsrChunk || out.bases.size() % size_t(group) != 0) emit(0, prev);
-    // Bridge a gap wider than 255 with padding entries, unless a new chunk starts anyway.
-    while (fill < kMdCsrChunk && c - prev > 255) emit(0, prev + 255);
-    emit(q[c], c);
+    pack.add(q[c], c);
     ++out.n_nonzero;
   }
-  while (fill < kMdCsrChunk) emit(0, prev);  // pad the row to whole chunks
+  pack.finish();
 }
 
 }  // namespace
@@ -78,15 +58,12 @@ Result<SparseArrays> encode_mdcsr(const QuantizedMatrix& m, bool align_windows) 
     int group = 0;
     if (align_windows) {
       const int64_t nnz = m.cols - std::count(q, q + m.cols, int8_t(0));
-      const int64_t n = (nnz + kMdCsrChunk - 1) / kMdCsrChunk;
-      const int g = mdcsr_window_chunks(m.cols, n);
-      if (n > 0 && (m.cols / n) * g <= kMdCsrAlignMaxGroupSpan) group = g;
+      group = mdcsr_aligned_group(m.cols, (nnz + kMdCsrChunk - 1) / kMdCsrChunk);
     }
     encode_row(q, m.cols, group, row);
     for (int pass = 0; align_windows && pass < 3; ++pass) {
-      const int64_t n = int64_t(row.bases.size());
-      const int g = mdcsr_window_chunks(m.cols, n);
-      if (g == group || n == 0 || (m.cols / n) * g > kMdCsrAlignMaxGroupSpan) break;
+      const int g = mdcsr_aligned_group(m.cols, int64_t(row.bases.size()));
+      if (g == 0 || g == group) break;
       group = g;
       encode_row(q, m.cols, group, row);
     }

@@ -38,6 +38,60 @@ inline int mdcsr_window_chunks(int64_t cols, int64_t n_chunks) {
 // at most this (so padding stays rare: ~1% of entries at 70% sparsity on random rows). Sparser rows
 // are encoded as they come (their groups would be mostly padding).
 constexpr int64_t kMdCsrAlignMaxGroupSpan = 112;
+// The window group size the encoder aligns a row of n_chunks chunks to, or 0 (not aligned).
+inline int mdcsr_aligned_group(int64_t cols, int64_t n_chunks) {
+  const int g = mdcsr_window_chunks(cols, n_chunks);
+  return n_chunks > 0 && (cols / n_chunks) * g <= kMdCsrAlignMaxGroupSpan ? g : 0;
+}
+
+// The packing rule, in one place: a row's stored entries, added in column order, become chunks of
+// kMdCsrChunk entries, each handed to sink(values, deltas, base) when full. A gap wider than 255
+// inside a chunk is bridged with padding entries (value 0, delta 255); finish() pads the last
+// chunk with (value 0, delta 0). group > 0: an entry that would join the current window group
+// (counted from the row's first chunk) but lies kMdCsrWindowCols or more columns past the group's
+// first base first closes the group with (value 0, delta 0) entries.
+template <class Sink>
+class MdCsrRowPacker {
+ public:
+  MdCsrRowPacker(int group, const Sink& sink) : group_(group), sink_(sink) {}
+
+  void add(int8_t value, int64_t col) {
+    const bool joins_group = fill_ > 0 || (group_ > 0 && chunks_ % group_ != 0);
+    if (group_ > 0 && joins_group && col - group_base_ >= kMdCsrWindowCols)
+      while (fill_ > 0 || chunks_ % group_ != 0) emit(0, prev_);
+    while (fill_ > 0 && col - prev_ > 255) emit(0, prev_ + 255);  // unless a new chunk starts anyway
+    emit(value, col);
+  }
+  // Pads the row to whole chunks; returns how many it has.
+  int64_t finish() {
+    while (fill_ > 0) emit(0, prev_);
+    return chunks_;
+  }
+
+ private:
+  void emit(int8_t value, int64_t col) {
+    if (fill_ == 0) {  // new chunk: its base is this entry's column
+      if (group_ > 0 && chunks_ % group_ == 0) group_base_ = col;
+      base_ = col;
+    }
+    const int i = fill_ % kMdCsrChunk;  // == fill_ (< 16), in a form GCC's overflow check can see
+    values_[i] = value;
+    deltas_[i] = uint8_t(fill_ == 0 ? 0 : col - prev_);
+    prev_ = col;
+    if (++fill_ == kMdCsrChunk) {
+      sink_(values_, deltas_, uint16_t(base_));
+      fill_ = 0;
+      ++chunks_;
+    }
+  }
+
+  int group_;
+  const Sink& sink_;
+  int8_t values_[kMdCsrChunk];
+  uint8_t deltas_[kMdCsrChunk];
+  int fill_ = 0;  // entries in the open chunk (0: none open)
+  int64_t chunks_ = 0, prev_ = 0, base_ = 0, group_base_ = 0;
+};
 
 // Encodes the nonzeros of a row-quantized matrix. cols must be <= kMdCsrMaxCols. With
 // align_windows, window groups are kept inside their window where that is cheap (above); without,
@@ -61,34 +115,16 @@ Status validate_mdcsr(const core::SparseLayout& s, const SparseLengths& len, int
 // upload). Calls chunk(values, deltas, base) for each chunk of 16 entries; returns the count.
 template <class Chunk>
 int64_t mdcsr_plain_row(const core::SparseLayout& s, int64_t r, const Chunk& chunk) {
-  int8_t v[kMdCsrChunk];
-  uint8_t d[kMdCsrChunk];
-  int fill = 0;
-  int64_t prev = 0, base = 0, n = 0;
-  auto emit = [&](int8_t value, int64_t col) {
-    if (fill == 0) base = col;
-    const int i = fill % kMdCsrChunk;  // == fill (< 16), in a form GCC's overflow check can see
-    v[i] = value;
-    d[i] = uint8_t(fill == 0 ? 0 : col - prev);
-    prev = col;
-    if (++fill == kMdCsrChunk) {
-      chunk(v, d, uint16_t(base));
-      fill = 0;
-      ++n;
-    }
-  };
+  MdCsrRowPacker<Chunk> pack(0, chunk);
   for (uint32_t k = s.row_ptr[r]; k < s.row_ptr[r + 1]; ++k) {
     int64_t col = s.chunk_base[k];
     for (int i = 0; i < kMdCsrChunk; ++i) {
       const size_t e = size_t(k) * kMdCsrChunk + size_t(i);
       col += s.deltas[e];
-      if (s.values[e] == 0) continue;
-      while (fill > 0 && col - prev > 255) emit(0, prev + 255);  // bridge, as encode_mdcsr
-      emit(s.values[e], col);
+      if (s.values[e] != 0) pack.add(s.values[e], col);
     }
   }
-  while (fill > 0) emit(0, prev);  // pad the row to whole chunks
-  return n;
+  return pack.finish();
 }
 
 // Reference decode of row r of a validated matrix into int8 q [cols] (zeros where nothing is
