@@ -116,6 +116,10 @@ __device__ void matvec_stage_bitmap(const DevMatrix& m, const float* xs, const E
     unsigned bound[kRowsPerWarp + 1];
 #pragma unroll
     for (int i = 0; i <= kRowsPerWarp; ++i) bound[i] = __ldg(m.row_ptr + min(row0 + i, m.rows));
+    float row_scale[kRowsPerWarp];  // with the row pointers, not after the last chunk (as MdCSR)
+#pragma unroll
+    for (int i = 0; i < kRowsPerWarp; ++i)
+      row_scale[i] = row0 + i < m.rows ? __ldg(scale + row0 + i) : 0.0f;
     float acc[kRowsPerWarp];
 #pragma unroll
     for (int i = 0; i < kRowsPerWarp; ++i) acc[i] = 0.0f;
@@ -154,7 +158,7 @@ __device__ void matvec_stage_bitmap(const DevMatrix& m, const float* xs, const E
     }
 #pragma unroll
     for (int i = 0; i < kRowsPerWarp; ++i)
-      acc[i] = warp_sum(acc[i]) * (row0 + i < m.rows ? __ldg(scale + row0 + i) : 0.0f);
+      acc[i] = warp_sum(acc[i]) * row_scale[i];
     epi(row0, acc, pre);
   }
 }

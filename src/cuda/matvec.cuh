@@ -320,6 +320,13 @@ __device__ __forceinline__ void matvec_rows_warp(const DevMatrix& m, int row0, c
     wrow[i] = m.w + size_t(rr[i]) * m.row_bytes;
     acc[i] = 0.0f;
   }
+  // row scales: requested with the first weights, not after the last (a round trip at the end of
+  // every warp, i.e. of the stage)
+  float row_scale[kRowsPerWarp];
+  if constexpr (F::kRowScale) {
+#pragma unroll
+    for (int i = 0; i < kRowsPerWarp; ++i) row_scale[i] = __ldg(static_cast<const float*>(m.scales) + rr[i]);
+  }
   for (int c = lane; c < n_chunks; c += 64) {
     const int c2 = c + 32;
     const bool has2 = c2 < n_chunks;
@@ -339,7 +346,7 @@ __device__ __forceinline__ void matvec_rows_warp(const DevMatrix& m, int row0, c
   for (int i = 0; i < kRowsPerWarp; ++i) acc[i] = warp_sum(acc[i]);
   if constexpr (F::kRowScale) {
 #pragma unroll
-    for (int i = 0; i < kRowsPerWarp; ++i) acc[i] *= __ldg(static_cast<const float*>(m.scales) + rr[i]);
+    for (int i = 0; i < kRowsPerWarp; ++i) acc[i] *= row_scale[i];
   }
 }
 

@@ -56,6 +56,11 @@ __device__ void matvec_stage_mdcsr(const DevMatrix& m, const float* xs, const Ep
     unsigned bound[kRowsPerWarp + 1];
 #pragma unroll
     for (int i = 0; i <= kRowsPerWarp; ++i) bound[i] = __ldg(m.row_ptr + min(row0 + i, m.rows));
+    // row scales with the row pointers, not after the last chunk (a round trip at the stage's end)
+    float row_scale[kRowsPerWarp];
+#pragma unroll
+    for (int i = 0; i < kRowsPerWarp; ++i)
+      row_scale[i] = row0 + i < m.rows ? __ldg(scale + row0 + i) : 0.0f;
     float acc[kRowsPerWarp];
 #pragma unroll
     for (int i = 0; i < kRowsPerWarp; ++i) acc[i] = 0.0f;
@@ -81,7 +86,7 @@ __device__ void matvec_stage_mdcsr(const DevMatrix& m, const float* xs, const Ep
     }
 #pragma unroll
     for (int i = 0; i < kRowsPerWarp; ++i)
-      acc[i] = warp_sum(acc[i]) * (row0 + i < m.rows ? __ldg(scale + row0 + i) : 0.0f);
+      acc[i] = warp_sum(acc[i]) * row_scale[i];
     epi(row0, acc, pre);
   }
 }
