@@ -18,9 +18,13 @@
 namespace pdvm::cuda {
 
 // Query heads of a GQA group handled per pass over a chunk's K and V (Phi-4, Llama-3: 4 per KV
-// head; SmolLM2: 3). Larger groups take several passes, re-reading the chunk from L2. 4 keeps q
-// and acc (2 x 4 x 8 floats per lane) in registers under the 128-register cap of 512 threads.
-constexpr int kMaxGroup = 4;
+// head; SmolLM2: 3). Larger groups take several passes (items), re-reading the chunk from L2,
+// and attn_plan counts them when it sizes the chunks. 2, not 4: with 4 the attention set
+// token_kernel's 128-register peak and its code speed moved with unrelated changes elsewhere in
+// the kernel (q4_0 at depth 4096 +0.08 ms from a change to the int8-row matvec); with 2 the
+// kernel peaks at 125 and Phi-4 token mode is 0.02-0.04 ms faster at depth 0 / 1024 and 0.04
+// (q4_0) / 0.12 (q8_0) ms at 4096 (H100, 2026-11-25, docs/notes-cuda.md Round 7).
+constexpr int kMaxGroup = 2;
 constexpr int kMaxChunk = 64;  // largest positions per chunk a caller may ask for (CudaOptions)
 constexpr int kKvSteps = 2;    // K and V load steps per batch: 4 x 16 B per lane (3 and 4 spill)
 
@@ -43,7 +47,9 @@ __device__ __forceinline__ AttnPlan attn_plan(const StepState& s, int pos) {
   AttnPlan p;
   p.t0 = attn_start(s, pos);
   p.n = pos + 1 - p.t0;
-  const int target = max(1, int(gridDim.x) * kWarps / s.n_kv_heads);  // one item per warp
+  // one item per warp, counting the passes a group larger than kMaxGroup takes
+  const int passes = (s.n_heads / s.n_kv_heads + kMaxGroup - 1) / kMaxGroup;
+  const int target = max(1, int(gridDim.x) * kWarps / (s.n_kv_heads * passes));
   int chunk = min(s.attn_chunk, max(s.attn_min_chunk, (p.n + target - 1) / target));
   chunk = max(chunk, (p.n + s.n_chunks_max - 1) / s.n_chunks_max);  // capacity of s.part
   p.chunk = chunk;
