@@ -325,7 +325,8 @@ __device__ __forceinline__ void matvec_rows_warp(const DevMatrix& m, int row0, c
   float row_scale[kRowsPerWarp];
   if constexpr (F::kRowScale) {
 #pragma unroll
-    for (int i = 0; i < kRowsPerWarp; ++i) row_scale[i] = __ldg(static_cast<const float*>(m.scales) + rr[i]);
+    for (int i = 0; i < kRowsPerWarp; ++i)
+      row_scale[i] = __ldg(static_cast<const float*>(m.scales) + rr[i]);
   }
   for (int c = lane; c < n_chunks; c += 64) {
     const int c2 = c + 32;
