@@ -116,10 +116,8 @@ __device__ void matvec_stage_bitmap(const DevMatrix& m, const float* xs, const E
     unsigned bound[kRowsPerWarp + 1];
 #pragma unroll
     for (int i = 0; i <= kRowsPerWarp; ++i) bound[i] = __ldg(m.row_ptr + min(row0 + i, m.rows));
-    float row_scale[kRowsPerWarp];  // with the row pointers, not after the last chunk (as MdCSR)
-#pragma unroll
-    for (int i = 0; i < kRowsPerWarp; ++i)
-      row_scale[i] = row0 + i < m.rows ? __ldg(scale + row0 + i) : 0.0f;
+    float row_scale[kRowsPerWarp];
+    load_row_scales(m, scale, row0, row_scale);
     float acc[kRowsPerWarp];
 #pragma unroll
     for (int i = 0; i < kRowsPerWarp; ++i) acc[i] = 0.0f;

@@ -36,6 +36,16 @@ __device__ __forceinline__ float mdcsr_chunk_dot(int4 v, int4 d, int col, const 
   return s0 + s1;
 }
 
+// The row scales of a warp's group (`scale` = m.scales as floats; 0 past the last row), requested
+// with its row pointers, not after its last chunk: that load was a dependent round trip at the
+// end of every warp, so of every one-wave stage (MdCSR and bitmap_i8).
+__device__ __forceinline__ void load_row_scales(const DevMatrix& m, const float* scale, int row0,
+                                                float (&row_scale)[kRowsPerWarp]) {
+#pragma unroll
+  for (int i = 0; i < kRowsPerWarp; ++i)
+    row_scale[i] = row0 + i < m.rows ? __ldg(scale + row0 + i) : 0.0f;
+}
+
 // Chunks each lane has in flight: 4 x 32 B = 128 B per lane, as the dense q8 matvec (8 x 16 B);
 // with 2 (64 B per lane) MdCSR ran at 59-65% of the read ceiling on Phi-4 (H100, df7c033).
 constexpr int kChunksInFlight = 4;
@@ -56,11 +66,8 @@ __device__ void matvec_stage_mdcsr(const DevMatrix& m, const float* xs, const Ep
     unsigned bound[kRowsPerWarp + 1];
 #pragma unroll
     for (int i = 0; i <= kRowsPerWarp; ++i) bound[i] = __ldg(m.row_ptr + min(row0 + i, m.rows));
-    // row scales with the row pointers, not after the last chunk (a round trip at the stage's end)
     float row_scale[kRowsPerWarp];
-#pragma unroll
-    for (int i = 0; i < kRowsPerWarp; ++i)
-      row_scale[i] = row0 + i < m.rows ? __ldg(scale + row0 + i) : 0.0f;
+    load_row_scales(m, scale, row0, row_scale);
     float acc[kRowsPerWarp];
 #pragma unroll
     for (int i = 0; i < kRowsPerWarp; ++i) acc[i] = 0.0f;
