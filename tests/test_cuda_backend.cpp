@@ -298,7 +298,11 @@ INSTANTIATE_TEST_SUITE_P(
                     Case{"phi4_1layer_f16", "phi-4", 1, WeightType::kF16, false},
                     Case{"phi4_1layer_q8_0", "phi-4", 1, WeightType::kQ8_0, false},
                     Case{"phi4_1layer_q4_0", "phi-4", 1, WeightType::kQ4_0, false},
-                    Case{"phi4_1layer_q4_1", "phi-4", 1, WeightType::kQ4_1, false}),
+                    Case{"phi4_1layer_q4_1", "phi-4", 1, WeightType::kQ4_1, false},
+                    // K-quants, converted at upload (Q4_K -> q4_1, Q6_K -> q8_16): d_model and
+                    // d_ff must be multiples of 256, so Phi-4's shape, not SmolLM2's
+                    Case{"phi4_1layer_q4_k", "phi-4", 1, WeightType::kQ4_K, false},
+                    Case{"phi4_1layer_q6_k", "phi-4", 1, WeightType::kQ6_K, false}),
     case_name);
 
 TEST(CudaBackendErrors, RejectsBadInputsWithStatus) {
@@ -322,14 +326,21 @@ TEST(CudaBackendErrors, RejectsBadInputsWithStatus) {
   EXPECT_EQ((*be)->embed(model->config.vocab_size).code(), StatusCode::kOutOfRange);
   opt.attn_chunk = 65;
   EXPECT_FALSE(cuda::make_cuda_backend(*model, opt).is_ok());
-  // a type without a kernel: a clear Unsupported status, not a crash
+  // rows that do not fill their blocks (Q4_K is 256 wide; d_model is 576): a clear error, no read
   core::Model m2 = *model;
   m2.layers[0].wq.type = WeightType::kQ4_K;
-  m2.layers[0].wq.cols = 576;  // 576 is not a multiple of 256 either: any clear error is fine
   opt.attn_chunk = 16;
   auto bad = cuda::make_cuda_backend(m2, opt);
   ASSERT_FALSE(bad.is_ok());
+  EXPECT_NE(bad.status().message().find("not a multiple"), std::string::npos);
   std::printf("expected error: %s\n", bad.status().message().c_str());
+  // a fused matrix mixing a float type with another: Unsupported, naming both
+  core::Model m3 = *model;
+  m3.layers[0].wq.type = m3.layers[0].wk.type == WeightType::kF16 ? WeightType::kBF16 : WeightType::kF16;
+  auto bad3 = cuda::make_cuda_backend(m3, opt);
+  ASSERT_FALSE(bad3.is_ok());
+  EXPECT_EQ(bad3.status().code(), StatusCode::kUnsupported);
+  std::printf("expected error: %s\n", bad3.status().message().c_str());
 #endif
 }
 

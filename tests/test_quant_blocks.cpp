@@ -15,6 +15,7 @@
 #include <cmath>
 #include <cstring>
 #include <ostream>
+#include <vector>
 
 #include "core/half.h"
 #include "formats/gguf.h"
@@ -79,6 +80,59 @@ INSTANTIATE_TEST_SUITE_P(
                     Case{WeightType::kQ4_0, "q4_0"}, Case{WeightType::kQ4_1, "q4_1"},
                     Case{WeightType::kQ4_K, "q4_k"}, Case{WeightType::kQ6_K, "q6_k"}),
     [](const testing::TestParamInfo<Case>& info) { return std::string(info.param.name); });
+
+// split_row_int8 (the CUDA upload's source for K-quants and mixed fused matrices) against the
+// same gguf-py reference: scale * q + offset must give its floats bit for bit (same products,
+// see the file comment), and the offsets must be equal over each 32 weights (the GPU applies
+// one per 32 with the block's sum of x).
+class SplitRowInt8 : public testing::TestWithParam<Case> {};
+
+TEST_P(SplitRowInt8, MatchesGgufPy) {
+  const Case c = GetParam();
+  ASSERT_TRUE(has_int8_codes(c.type));
+  auto f = GgufFile::open(kFixture);
+  ASSERT_TRUE(f.is_ok()) << f.status().message();
+  const GgufTensorInfo* raw = f->find(std::string(c.name) + ".raw");
+  const GgufTensorInfo* expected = f->find(std::string(c.name) + ".expected");
+  ASSERT_NE(raw, nullptr);
+  ASSERT_NE(expected, nullptr);
+  const int64_t cols = raw->dims[0], rows = raw->dims[1];
+  std::vector<int8_t> q(static_cast<size_t>(cols));
+  std::vector<float> scale(size_t(cols / 16) + 1), offset(size_t(cols / 16) + 1);
+  int64_t n_nonzero_q = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    scale.back() = offset.back() = -12345.0f;  // guard: nothing written past the row
+    split_row_int8(c.type, raw->data + size_t(r) * core::row_bytes(c.type, cols), cols, q.data(),
+                   scale.data(), offset.data());
+    EXPECT_EQ(scale.back(), -12345.0f);
+    EXPECT_EQ(offset.back(), -12345.0f);
+    for (int64_t g = 0; g + 1 < cols / 16; g += 2)
+      ASSERT_EQ(offset[size_t(g)], offset[size_t(g + 1)]) << c.name << " row " << r << " group " << g;
+    for (int64_t i = 0; i < cols; ++i) {
+      float want;
+      std::memcpy(&want, expected->data + 4 * size_t(r * cols + i), 4);
+      const float got = scale[size_t(i / 16)] * float(q[size_t(i)]) + offset[size_t(i / 16)];
+      n_nonzero_q += q[size_t(i)] != 0;
+      ASSERT_EQ(got, want) << c.name << " row " << r << " col " << i << ": q " << int(q[size_t(i)])
+                           << " scale " << scale[size_t(i / 16)] << " offset "
+                           << offset[size_t(i / 16)];
+    }
+  }
+  EXPECT_GT(n_nonzero_q, rows * cols / 2);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    BlockTypes, SplitRowInt8,
+    testing::Values(Case{WeightType::kQ8_0, "q8_0"}, Case{WeightType::kQ4_0, "q4_0"},
+                    Case{WeightType::kQ4_1, "q4_1"}, Case{WeightType::kQ4_K, "q4_k"},
+                    Case{WeightType::kQ6_K, "q6_k"}),
+    [](const testing::TestParamInfo<Case>& info) { return std::string(info.param.name); });
+
+TEST(QuantBlocks, Int8CodesOnlyForBlockTypes) {
+  for (auto t : {WeightType::kF32, WeightType::kF16, WeightType::kBF16, WeightType::kI8Row,
+                 WeightType::kMdCsr, WeightType::kBitmapI8})
+    EXPECT_FALSE(has_int8_codes(t)) << core::weight_type_name(t);
+}
 
 TEST(QuantBlocks, FixtureCoversEveryWeightType) {
   auto f = GgufFile::open(kFixture);

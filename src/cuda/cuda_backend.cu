@@ -7,6 +7,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <bit>  // std::countr_zero
 #include <cmath>
 #include <cstdlib>
@@ -14,6 +15,7 @@
 #include <mutex>
 #include <vector>
 
+#include "core/half.h"
 #include "core/thread_pool.h"
 #include "cuda/attention.cuh"
 #include "cuda/check.cuh"
@@ -38,13 +40,15 @@ Result<Fmt> device_fmt(WeightType t) {
     case WeightType::kQ8_0: return Fmt::kQ8_0;
     case WeightType::kQ4_0: return Fmt::kQ4_0;
     case WeightType::kQ4_1: return Fmt::kQ4_1;
+    case WeightType::kQ4_K: return Fmt::kQ4_1;   // converted at upload (repack_row)
+    case WeightType::kQ6_K: return Fmt::kQ8_16;  // converted at upload (repack_row)
     case WeightType::kMdCsr: return Fmt::kMdCsr;
     case WeightType::kI8Row: return Fmt::kI8Row;
     case WeightType::kBitmapI8: return Fmt::kBitmapI8;
     default:
       return unsupported("CUDA backend: weight type " + std::string(core::weight_type_name(t)) +
-                         " has no kernel yet (supported: f32, f16, bf16, q8_0, q4_0, q4_1, i8_row, "
-                         "mdcsr, bitmap_i8)");
+                         " has no kernel yet (supported: f32, f16, bf16, q8_0, q4_0, q4_1, q4_k, "
+                         "q6_k, i8_row, mdcsr, bitmap_i8)");
   }
 }
 
@@ -73,6 +77,7 @@ PackedSizes packed_sizes(Fmt f, int64_t rows, int64_t cols) {
     case Fmt::kQ4_0: p.row_bytes = int(cols / 2); p.scale_bytes = size_t(rows) * (cols / 32) * 2; break;
     case Fmt::kQ4_1: p.row_bytes = int(cols / 2); p.scale_bytes = size_t(rows) * (cols / 32) * 4; break;
     case Fmt::kI8Row: p.row_bytes = int(cols); p.scale_bytes = size_t(rows) * 4; break;
+    case Fmt::kQ8_16: p.row_bytes = int(cols); p.scale_bytes = size_t(rows) * (cols / 16) * 4; break;
     case Fmt::kMdCsr:
     case Fmt::kBitmapI8: break;  // sized from the chunk count: mdcsr_sizes, bitmap_sizes
   }
@@ -145,10 +150,57 @@ uint32_t reverse_bits(uint32_t x) {
   return (x >> 16) | (x << 16);
 }
 
+// A row of a block type as int8 codes and per-16 (scale, offset), for the conversions below.
+struct SplitRow {
+  std::vector<int8_t> q;
+  std::vector<float> scale, offset;
+  void split(WeightType t, const uint8_t* src, int64_t cols) {
+    q.resize(size_t(cols));
+    scale.resize(size_t(cols / 16));
+    offset.resize(size_t(cols / 16));
+    formats::split_row_int8(t, src, cols, q.data(), scale.data(), offset.data());
+  }
+};
+
+// f32 -> f16 bits for a converted scale or offset; false when it does not fit (|v| > 65504:
+// only a corrupt or hostile file has such a K-quant scale).
+bool to_f16(float v, uint8_t* dst) {
+  const uint16_t h = core::f32_to_f16(v);
+  std::memcpy(dst, &h, 2);
+  return std::isfinite(core::f16_to_f32(h));
+}
+
+// Converts a row of a block type into kQ4_1 (all-Q4_K matrices: one scale and min per 32, codes
+// 0..15) or kQ8_16 (Q6_K and mixed block types), rounding the f32 scale and offset products to
+// f16 (relative error <= 2^-11; the CPU reference keeps them in f32). False: a scale overflows.
+bool convert_row(Fmt f, WeightType t, const uint8_t* src, int64_t cols, uint8_t* dst_values,
+                 uint8_t* dst_scales, SplitRow& sp) {
+  sp.split(t, src, cols);
+  bool ok = true;
+  if (f == Fmt::kQ4_1) {
+    for (int64_t b = 0; b < cols / 32; ++b) {
+      PDVM_ASSERT(sp.scale[size_t(2 * b)] == sp.scale[size_t(2 * b + 1)]);
+      const int8_t* q = sp.q.data() + 32 * b;
+      for (int j = 0; j < 16; ++j) dst_values[16 * b + j] = uint8_t(q[j] | (q[j + 16] << 4));
+      ok &= to_f16(sp.scale[size_t(2 * b)], dst_scales + 4 * b);
+      ok &= to_f16(sp.offset[size_t(2 * b)], dst_scales + 4 * b + 2);
+    }
+    return ok;
+  }
+  PDVM_ASSERT(f == Fmt::kQ8_16);
+  std::memcpy(dst_values, sp.q.data(), size_t(cols));
+  for (int64_t g = 0; g < cols / 16; ++g) {
+    ok &= to_f16(sp.scale[size_t(g)], dst_scales + 4 * g);
+    ok &= to_f16(g % 2 == 0 ? sp.offset[size_t(g)] : 0.0f, dst_scales + 4 * g + 2);
+  }
+  return ok;
+}
+
 // Repacks one GGUF-layout row into the device layout (values + scales of that row).
 void repack_row(Fmt f, const uint8_t* src, int64_t cols, uint8_t* dst_values, uint8_t* dst_scales) {
   const int64_t nb = cols / 32;
   switch (f) {
+    case Fmt::kQ8_16: PDVM_ASSERT(false && "kQ8_16 rows come from convert_row"); return;
     case Fmt::kF32: std::memcpy(dst_values, src, size_t(cols) * 4); return;
     case Fmt::kF16:
     case Fmt::kBF16: std::memcpy(dst_values, src, size_t(cols) * 2); return;
@@ -448,17 +500,31 @@ Status plan_bitmap(MatrixJob& job, core::ThreadPool& pool) {
 Status plan_matrix(MatrixJob& job, core::ThreadPool& pool) {
   PDVM_ASSERT(!job.rows.empty());
   const core::Matrix& first = *job.rows[0].m;
+  bool mixed = false;
   for (const RowSource& r : job.rows) {
-    if (r.m->type != first.type || r.m->cols != first.cols)
+    // Block types of one width fuse through kQ8_16 (Q4_K_M: q|k Q4_K, v Q6_K); other mixes do not.
+    const bool both_blocks = formats::has_int8_codes(r.m->type) && formats::has_int8_codes(first.type);
+    if ((r.m->type != first.type && !both_blocks) || r.m->cols != first.cols)
       return unsupported("CUDA backend: " + job.name + " fuses matrices of different types or "
                          "widths (" + std::string(core::weight_type_name(r.m->type)) + " x " +
                          std::to_string(r.m->cols) + " vs " +
                          std::string(core::weight_type_name(first.type)) + " x " +
                          std::to_string(first.cols) + ")");
+    const int block = core::weight_type_info(r.m->type).block_size;
+    if (block > 1 && r.m->cols % block != 0)
+      return invalid_argument("CUDA backend: " + job.name + ": " +
+                              std::string(core::weight_type_name(r.m->type)) + " rows of " +
+                              std::to_string(r.m->cols) + " columns (not a multiple of its " +
+                              std::to_string(block) + "-weight blocks)");
+    mixed |= r.m->type != first.type;
     if (r.m->data == nullptr && r.m->sparse == nullptr)
       return invalid_argument("CUDA backend: " + job.name + " has no data");
   }
-  PDVM_ASSIGN_OR_RETURN(job.fmt, device_fmt(first.type));
+  if (mixed) {
+    job.fmt = Fmt::kQ8_16;
+  } else {
+    PDVM_ASSIGN_OR_RETURN(job.fmt, device_fmt(first.type));
+  }
   job.cols = first.cols;
   if (job.fmt == Fmt::kBitmapI8) return plan_bitmap(job, pool);
   if (job.fmt == Fmt::kMdCsr) {
@@ -601,16 +667,31 @@ Status upload_matrix(MatrixJob& job, uint8_t* arena, std::vector<uint8_t>& stagi
   staging.resize(std::max(staging.size(), p.total()));
   uint8_t* host = staging.data();
   const int64_t n_rows = int64_t(job.rows.size());
-  const size_t scale_row = job.fmt == Fmt::kQ4_1   ? size_t(job.cols / 32) * 4
-                           : job.fmt == Fmt::kI8Row ? size_t(4)
-                                                    : size_t(job.cols / 32) * 2;
+  const size_t scale_row = job.fmt == Fmt::kQ4_1    ? size_t(job.cols / 32) * 4
+                           : job.fmt == Fmt::kQ8_16 ? size_t(job.cols / 16) * 4
+                           : job.fmt == Fmt::kI8Row  ? size_t(4)
+                                                     : size_t(job.cols / 32) * 2;
+  std::atomic<int64_t> bad_row{-1};
   pool.parallel_for(n_rows, 64, [&](int64_t r0, int64_t r1) {
+    SplitRow sp;
     for (int64_t r = r0; r < r1; ++r) {
       const RowSource& src = job.rows[size_t(r)];
-      repack_row(job.fmt, src.m->row(src.row), job.cols, host + size_t(r) * size_t(p.row_bytes),
-                 host + scale_off + size_t(r) * scale_row);
+      uint8_t* values = host + size_t(r) * size_t(p.row_bytes);
+      uint8_t* scales = host + scale_off + size_t(r) * scale_row;
+      const WeightType t = src.m->type;
+      const bool convert = job.fmt == Fmt::kQ8_16 || (job.fmt == Fmt::kQ4_1 && t == WeightType::kQ4_K);
+      if (!convert) {
+        repack_row(job.fmt, src.m->row(src.row), job.cols, values, scales);
+      } else if (!convert_row(job.fmt, t, src.m->row(src.row), job.cols, values, scales, sp)) {
+        int64_t none = -1;
+        bad_row.compare_exchange_strong(none, r);
+      }
     }
   });
+  if (bad_row.load() >= 0)
+    return invalid_argument("CUDA backend: " + job.name + " row " + std::to_string(bad_row.load()) +
+                            ": a block scale or minimum exceeds the f16 range (65504) when "
+                            "converted for the GPU; the file's scales look corrupt");
   uint8_t* dev = arena + job.offset;
   PDVM_CUDA_TRY(cudaMemcpy(dev, host, p.total(), cudaMemcpyHostToDevice));
   job.out->w = dev;

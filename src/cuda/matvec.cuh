@@ -89,7 +89,8 @@ struct StagedX {
 };
 
 __device__ __forceinline__ bool quantized_x(Fmt f) {
-  return f == Fmt::kQ8_0 || f == Fmt::kQ4_0 || f == Fmt::kQ4_1 || f == Fmt::kI8Row;
+  return f == Fmt::kQ8_0 || f == Fmt::kQ4_0 || f == Fmt::kQ4_1 || f == Fmt::kI8Row ||
+         f == Fmt::kQ8_16;
 }
 
 // Floats past the end of an unpadded staged vector that stage_vector zeroes for kBitmapI8: a
@@ -215,6 +216,24 @@ struct FmtQ8 {
 struct FmtI8Row : FmtQ8 {
   static constexpr bool kRowScale = true;
   __device__ static float2 scale(const DevMatrix&, int, int) { return make_float2(1.0f, 0.0f); }
+};
+
+// q8_16 chunk c: the q8_0 dot with the chunk's own scale, plus its offset (non-zero on even
+// chunks only) times the 32-block's sum of x, as Q4_1's minimum: K-quants and mixed block types
+// converted at upload (device_types.cuh). Per row: 8 dp4a, one I2F and 2 FFMA for 16 weights.
+struct FmtQ8_16 {
+  static constexpr bool kRowScale = false;
+  __device__ static float2 scale(const DevMatrix& m, int r, int c) {
+    const __half2* s = static_cast<const __half2*>(m.scales) + size_t(r) * (m.cols >> 4) + c;
+    return __half22float2(__ldg(s));
+  }
+  __device__ static void accumulate(const int4 (&w)[kRowsPerWarp], const float2 (&sc)[kRowsPerWarp],
+                                    const StagedX& x, int c, float (&acc)[kRowsPerWarp]) {
+    FmtQ8::accumulate(w, sc, x, c, acc);
+    const float xsum = x.sc[c >> 1].y;
+#pragma unroll
+    for (int i = 0; i < kRowsPerWarp; ++i) acc[i] += sc[i].y * xsum;
+  }
 };
 
 // q4 chunk c = block c (16 bytes: weight j in the low nibble of byte j, j+16 in the high one).
@@ -384,6 +403,7 @@ __device__ void matvec_stage(const DevMatrix& m, const float* xs, const Epi& epi
     case Fmt::kMdCsr: matvec_stage_mdcsr(m, xs, epi); break;
     case Fmt::kI8Row: matvec_stage_fmt<FmtI8Row>(m, xs, epi); break;
     case Fmt::kBitmapI8: matvec_stage_bitmap(m, xs, epi); break;
+    case Fmt::kQ8_16: matvec_stage_fmt<FmtQ8_16>(m, xs, epi); break;
   }
 }
 
@@ -402,6 +422,11 @@ __device__ inline float dequant_one(const DevMatrix& m, int row, int col) {
     case Fmt::kQ8_0:
       return float(reinterpret_cast<const int8_t*>(r)[col]) *
              __half2float(static_cast<const __half*>(m.scales)[g]);
+    case Fmt::kQ8_16: {
+      const __half2* s = static_cast<const __half2*>(m.scales) + size_t(row) * (m.cols >> 4);
+      return float(reinterpret_cast<const int8_t*>(r)[col]) * __low2float(s[col >> 4]) +
+             __high2float(s[(col >> 5) * 2]);
+    }
     case Fmt::kQ4_0:
     case Fmt::kQ4_1: {
       const int j = col & 31;

@@ -165,20 +165,27 @@ __device__ inline void merge_stage(const StepState& s, int pos, float* smem) {
   for (int h = blockIdx.x; h < s.n_heads; h += gridDim.x) merge_head_block(s, h, p.n_chunks, smem);
 }
 
+// The three matvec stages are forced inline: with every format's matvec in them nvcc stops
+// inlining them into the fused kernels (ptxas then lists them as functions), and the calls
+// spill (16-192 B in token_kernel; docs/notes-cuda.md, Round 7).
+
 // x += Wo . attn
-__device__ inline void wo_stage(const StepState& s, const DevLayer& L, float* smem, float* red) {
+__device__ __forceinline__ void wo_stage(const StepState& s, const DevLayer& L, float* smem,
+                                         float* red) {
   stage_input(smem, s.attn, s.n_heads * s.head_dim, nullptr, 0.0f, red, L.wo);
   matvec_stage(L.wo, smem, ResidualEpilogue{s.x, s.d_model});
 }
 
 // act = silu(W_gate . n) * (W_up . n), n = RMSNorm(x)
-__device__ inline void ffn_up_stage(const StepState& s, const DevLayer& L, float* smem, float* red) {
+__device__ __forceinline__ void ffn_up_stage(const StepState& s, const DevLayer& L, float* smem,
+                                             float* red) {
   stage_input(smem, s.x, s.d_model, L.ffn_norm, s.eps, red, L.gate_up);
   matvec_stage(L.gate_up, smem, SiluMulEpilogue{s.act, s.d_ff});
 }
 
 // x += W_down . act
-__device__ inline void down_stage(const StepState& s, const DevLayer& L, float* smem, float* red) {
+__device__ __forceinline__ void down_stage(const StepState& s, const DevLayer& L, float* smem,
+                                           float* red) {
   stage_input(smem, s.act, s.d_ff, nullptr, 0.0f, red, L.down);
   matvec_stage(L.down, smem, ResidualEpilogue{s.x, s.d_model});
 }

@@ -118,4 +118,90 @@ void dequantize_row(WeightType type, const uint8_t* row, int64_t cols, float* ou
   PDVM_ASSERT(false && "unknown weight type");
 }
 
+bool has_int8_codes(WeightType type) {
+  return type == WeightType::kQ8_0 || type == WeightType::kQ4_0 || type == WeightType::kQ4_1 ||
+         type == WeightType::kQ4_K || type == WeightType::kQ6_K;
+}
+
+// Written against the dequantizers above, term by term: the same scale (d, d * sc) and offset
+// (0, m, -(dmin * m)) products, so scale * q + offset rounds exactly as they do.
+void split_row_int8(WeightType type, const uint8_t* row, int64_t cols, int8_t* q, float* scale,
+                    float* offset) {
+  PDVM_ASSERT(has_int8_codes(type));
+  switch (type) {
+    case WeightType::kQ8_0:
+    case WeightType::kQ4_0:
+    case WeightType::kQ4_1:
+      for (int64_t i = 0; i < cols / kQK; ++i) {
+        float d = 0.0f, m = 0.0f;
+        int8_t* y = q + i * kQK;
+        if (type == WeightType::kQ8_0) {
+          const auto& b = reinterpret_cast<const BlockQ8_0*>(row)[i];
+          d = f16_to_f32(b.d);
+          std::memcpy(y, b.qs, kQK);
+        } else {
+          const bool has_min = type == WeightType::kQ4_1;
+          const uint8_t* qs = has_min ? reinterpret_cast<const BlockQ4_1*>(row)[i].qs
+                                      : reinterpret_cast<const BlockQ4_0*>(row)[i].qs;
+          const uint16_t dh = has_min ? reinterpret_cast<const BlockQ4_1*>(row)[i].d
+                                      : reinterpret_cast<const BlockQ4_0*>(row)[i].d;
+          d = f16_to_f32(dh);
+          if (has_min) m = f16_to_f32(reinterpret_cast<const BlockQ4_1*>(row)[i].m);
+          const int bias = has_min ? 0 : 8;
+          for (int j = 0; j < kQK / 2; ++j) {
+            y[j] = int8_t((qs[j] & 0xF) - bias);
+            y[j + kQK / 2] = int8_t((qs[j] >> 4) - bias);
+          }
+        }
+        scale[2 * i] = scale[2 * i + 1] = d;
+        offset[2 * i] = offset[2 * i + 1] = m;
+      }
+      return;
+    case WeightType::kQ4_K: {
+      const auto* b = reinterpret_cast<const BlockQ4_K*>(row);
+      for (int64_t i = 0; i < cols / kQK_K; ++i) {
+        const float d = f16_to_f32(b[i].d), dmin = f16_to_f32(b[i].dmin);
+        const uint8_t* qs = b[i].qs;
+        // sub-block s = 2g + h: nibble h (0 low, 1 high) of the 32 bytes of group g
+        for (int s = 0; s < 8; ++s) {
+          uint8_t sc, mn;
+          q4_k_scale_min(s, b[i].scales, &sc, &mn);
+          const int64_t k = i * (kQK_K / 16) + 2 * s;  // first of the sub-block's two 16-groups
+          scale[k] = scale[k + 1] = d * sc;
+          offset[k] = offset[k + 1] = -(dmin * mn);
+          int8_t* y = q + i * kQK_K + 32 * s;
+          const uint8_t* src = qs + 32 * (s / 2);
+          for (int l = 0; l < 32; ++l) y[l] = int8_t(s % 2 == 0 ? (src[l] & 0xF) : (src[l] >> 4));
+        }
+      }
+      return;
+    }
+    case WeightType::kQ6_K: {
+      const auto* b = reinterpret_cast<const BlockQ6_K*>(row);
+      for (int64_t i = 0; i < cols / kQK_K; ++i) {
+        const float d = f16_to_f32(b[i].d);
+        for (int g = 0; g < kQK_K / 16; ++g) {
+          scale[i * (kQK_K / 16) + g] = d * b[i].scales[g];
+          offset[i * (kQK_K / 16) + g] = 0.0f;
+        }
+        // as dequantize_row: two halves of 128, 4 runs of 32 from ql nibbles and qh bit pairs
+        for (int h = 0; h < 2; ++h) {
+          const uint8_t* ql = b[i].ql + 64 * h;
+          const uint8_t* qh = b[i].qh + 32 * h;
+          int8_t* y = q + i * kQK_K + 128 * h;
+          for (int l = 0; l < 32; ++l) {
+            y[l] = int8_t(((ql[l] & 0xF) | ((qh[l] >> 0) & 3) << 4) - 32);
+            y[l + 32] = int8_t(((ql[l + 32] & 0xF) | ((qh[l] >> 2) & 3) << 4) - 32);
+            y[l + 64] = int8_t(((ql[l] >> 4) | ((qh[l] >> 4) & 3) << 4) - 32);
+            y[l + 96] = int8_t(((ql[l + 32] >> 4) | ((qh[l] >> 6) & 3) << 4) - 32);
+          }
+        }
+      }
+      return;
+    }
+    default:
+      return;
+  }
+}
+
 }  // namespace pdvm::formats

@@ -44,4 +44,14 @@ inline void q4_k_scale_min(int j, const uint8_t* q, uint8_t* scale, uint8_t* min
 // Dequantizes one row of `cols` weights of any WeightType into f32 (plain loops).
 void dequantize_row(core::WeightType type, const uint8_t* row, int64_t cols, float* out);
 
+// The block-quantized types (q8_0, q4_0, q4_1, q4_k, q6_k) as int8 codes with an affine pair per
+// 16 weights: w[j] = scale[j / 16] * q[j] + offset[j / 16], which gives dequantize_row's floats
+// bit for bit (same f32 products; offset is minus Q4_K's d_min * min). The offset is the same
+// for both halves of every 32 weights in each type (Q4_1's m, Q4_K's per-sub-block min), which
+// the CUDA upload relies on: it converts K-quants, and fused matrices that mix block types, into
+// this form (cuda/device_types.cuh, kQ8_16). q holds cols values, scale and offset cols / 16.
+bool has_int8_codes(core::WeightType type);
+void split_row_int8(core::WeightType type, const uint8_t* row, int64_t cols, int8_t* q,
+                    float* scale, float* offset);
+
 }  // namespace pdvm::formats

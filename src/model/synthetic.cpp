@@ -62,7 +62,7 @@ bool is_pdvm_int8(WeightType t) { return t == WeightType::kI8Row || core::is_spa
 bool supported_layer(WeightType t) {
   return t == WeightType::kF32 || t == WeightType::kF16 || t == WeightType::kBF16 ||
          t == WeightType::kQ8_0 || t == WeightType::kQ4_0 || t == WeightType::kQ4_1 ||
-         is_pdvm_int8(t);
+         t == WeightType::kQ4_K || t == WeightType::kQ6_K || is_pdvm_int8(t);
 }
 // The embedding is read one row at a time (dequantize_row): the sparse types have no such rows.
 bool supported_head(WeightType t) { return supported_layer(t) && !core::is_sparse(t); }
@@ -158,6 +158,46 @@ void fill_row(WeightType t, int64_t cols, double sd, Rng& rng, uint8_t* dst) {
         // centre the block: nibbles average 7.5, so m ~ -7.5 d, jittered by up to half a step
         b[k].m = core::f32_to_f16(float(-7.5 * d + (rng.uniform() - 0.5) * d));
         rng.fill(b[k].qs, sizeof(b[k].qs));
+      }
+      return;
+    }
+    case WeightType::kQ4_K: {
+      // per sub-block a 6-bit scale in [32, 63] and a minimum that centres it (nibbles average
+      // 7.5: dmin * m ~ 7.5 d sc with dmin = 8 d); w = d sc q - dmin m has std ~ d * 47.5 * 4.6
+      auto* b = reinterpret_cast<formats::BlockQ4_K*>(dst);
+      const double base = sd / (kStdNibble * 47.5);
+      for (int64_t k = 0; k < cols / formats::kQK_K; ++k) {
+        const double d = base * (0.75 + 0.5 * rng.uniform());
+        b[k].d = core::f32_to_f16(float(d));
+        b[k].dmin = core::f32_to_f16(float(8.0 * d));
+        std::memset(b[k].scales, 0, sizeof(b[k].scales));
+        for (int j = 0; j < 8; ++j) {
+          const int sc = 32 + int(rng.next() % 32), mn = int(std::lround(7.5 * sc / 8.0));
+          if (j < 4) {  // the inverse of formats::q4_k_scale_min
+            b[k].scales[j] |= uint8_t(sc);
+            b[k].scales[j + 4] |= uint8_t(mn);
+          } else {
+            b[k].scales[j + 4] = uint8_t((sc & 0xF) | ((mn & 0xF) << 4));
+            b[k].scales[j - 4] |= uint8_t((sc >> 4) << 6);
+            b[k].scales[j] |= uint8_t((mn >> 4) << 6);
+          }
+        }
+        rng.fill(b[k].qs, sizeof(b[k].qs));
+      }
+      return;
+    }
+    case WeightType::kQ6_K: {
+      // codes q - 32 uniform over [-32, 31] (std 18.5), int8 scales of +-[16, 47]
+      auto* b = reinterpret_cast<formats::BlockQ6_K*>(dst);
+      const double base = sd / (18.4719 * 31.5);
+      for (int64_t k = 0; k < cols / formats::kQK_K; ++k) {
+        rng.fill(b[k].ql, sizeof(b[k].ql));
+        rng.fill(b[k].qh, sizeof(b[k].qh));
+        for (auto& sc : b[k].scales) {
+          const uint64_t x = rng.next();
+          sc = int8_t((16 + int(x % 32)) * ((x >> 32) & 1 ? -1 : 1));
+        }
+        b[k].d = core::f32_to_f16(float(base * (0.75 + 0.5 * rng.uniform())));
       }
       return;
     }
@@ -355,12 +395,13 @@ Result<core::Model> make_synthetic_model(const SyntheticSpec& spec, ProgressFn p
   PDVM_TRY(c.validate().with_context("synthetic model '" + spec.shape + "'"));
   if (!supported_layer(spec.layer_type))
     return unsupported("synthetic model: weight type " + std::string(core::weight_type_name(spec.layer_type)) +
-                       " is not generated (supported: f32, f16, bf16, q8_0, q4_0, q4_1, i8_row, "
-                       "mdcsr, bitmap_i8)");
+                       " is not generated (supported: f32, f16, bf16, q8_0, q4_0, q4_1, q4_K, q6_K, "
+                       "i8_row, mdcsr, bitmap_i8)");
   if (!supported_head(spec.head_type))
     return unsupported("synthetic model: embedding / LM head type " +
                        std::string(core::weight_type_name(spec.head_type)) +
-                       " is not generated (supported: f32, f16, bf16, q8_0, q4_0, q4_1, i8_row)");
+                       " is not generated (supported: f32, f16, bf16, q8_0, q4_0, q4_1, q4_K, q6_K, "
+                       "i8_row)");
   if (!(spec.sparsity >= 0.0 && spec.sparsity < 1.0))
     return invalid_argument("synthetic model: sparsity " + std::to_string(spec.sparsity) +
                             " is not in [0, 1)");
