@@ -1,26 +1,30 @@
 // y = W x for bitmap_i8 matrices (docs/FORMAT.md) on the GPU. Included by matvec.cuh (it uses
 // its warp primitives, kRowsPerWarp, kChunksInFlight and biased_byte_as_float); matvec_stage
-// dispatches here for Fmt::kBitmapI8. Correct on the H100, but issue-bound at 31-38% of the read
-// ceiling on Phi-4 (docs/notes-cuda.md, Round 4): the estimate below was ~3x optimistic.
+// dispatches here for Fmt::kBitmapI8. Correct on the H100, but issue- and latency-bound at
+// 41-45% of the read ceiling on Phi-4 (docs/notes-cuda.md, Rounds 4 and 8).
 //
 // Design: value-major, MdCSR-shaped. The file's packed values are cut at upload into chunks of
 // 16 bytes that one lane loads with one coalesced 16-byte load (4 chunks in flight per lane, as
 // MdCSR); each chunk carries the u16 column of its first value, and the lane finds the columns
-// of its 16 values by walking the row's bitmap from there with CLZ. A chunk is two halves of 8
-// values, and each half's values lie in one 32-column window of the bitmap:
+// of its 16 values by walking the row's bitmap from there, highest bit first. A chunk is two
+// halves of 8 values, and each half's values lie in one 32-column window of the bitmap:
 //   half A: the next <= 8 kept columns in [c0, c0 + 32), c0 = the chunk's first column;
 //   half B: the next <= 8 kept columns in [sB, sB + 32), sB = (A full ? A's last column + 1 :
 //           c0 + 32);
 // a half with fewer than 8 values is padded with zero values. So a half's columns come from one
 // 32-bit word (funnel-shifted out of three mask words) and the walk never refills: per value
-// CLZ (the next column), LEA + LDS (x[col]), SHF + LOP (clear that bit), PRMT + FADD (int8 ->
-// f32) and FFMA: 8 instructions, no branch, no divergence. A padding value walks an exhausted
-// word: CLZ(0) = 32 gives column (window start + 32), at most c0 + 64 <= cols + 63; stage_vector
-// zeroes x[cols, cols + 64) for this format, so padding adds 0 * (finite x) = 0.
+// FLO (the next set bit p), IMAD + LDS (x at the window's top minus p), SHL + LOP (clear bit p),
+// PRMT + MOV + FADD (int8 -> f32) and FFMA: 9 instructions (the SASS under Nsight Compute; it
+// was 12 with CLZ = FLO + subtract and the column turned into an address in two more steps), no
+// branch, no divergence. A padding value walks an exhausted word: FLO(0) = -1 gives column
+// (window start + 32), at most c0 + 64 <= cols + 63; stage_vector zeroes x[cols, cols + 64) for
+// this format, so padding adds 0 * (finite x) = 0.
 // Per chunk: 2 B column + 3 mask-word loads (L1: the warp's rows' masks are prefetched into L1
 // at the start of each row group), 2 funnel shifts, the row select and accumulate (as MdCSR):
-// ~35 instructions per 16 values. About 10-11 instructions per kept weight in all, 4-5 of them
-// INT, 1 CLZ (16/clk/SM), 1 LDS.
+// ~25 instructions per 16 values. Nsight Compute on ffn_up at 50% sparsity: 15.8 instructions
+// per kept weight in all before, 12.7 with FLO + IMAD and the selector in a register (that last
+// part, a constant-memory 2^23, made the q4_0 / q8_0 token kernel 1% slower: left out, so ~13.7);
+// 1 FLO (16/clk/SM) and 1 LDS (random banks: 3.7 wavefronts each) per value.
 //
 // Why not group-major (each lane expands one 64-column group to dense int8 words and uses dp4a
 // with the x codes, as FmtQ8): a group's values start at a data-dependent byte offset, so each
@@ -48,32 +52,51 @@ __device__ __forceinline__ void prefetch_l1(const void* p) {
   asm volatile("prefetch.global.L1 [%0];" ::"l"(p));
 }
 
-// x >> n with PTX semantics (n >= 32 gives 0); C++ leaves a shift by 32 undefined.
-__device__ __forceinline__ unsigned shr_clamped(unsigned x, unsigned n) {
+// x << n with PTX semantics (n >= 32 gives 0); C++ leaves a shift by 32 or more undefined.
+__device__ __forceinline__ unsigned shl_clamped(unsigned x, unsigned n) {
   unsigned r;
-  asm("shr.b32 %0, %1, %2;" : "=r"(r) : "r"(x), "r"(n));
+  asm("shl.b32 %0, %1, %2;" : "=r"(r) : "r"(x), "r"(n));
   return r;
 }
 
+// Position of the highest set bit of x, 0xFFFFFFFF when x == 0: one FLO (__clz is FLO plus a
+// subtract, and the column then needs another add).
+__device__ __forceinline__ unsigned highest_bit(unsigned x) {
+  unsigned r;
+  asm("bfind.u32 %0, %1;" : "=r"(r) : "r"(x));
+  return r;
+}
+
+// x from a 32-bit shared-memory byte address (so the address is one IMAD from the bit index).
+__device__ __forceinline__ float ld_shared_f32(unsigned addr) {
+  float v;
+  asm volatile("ld.shared.f32 %0, [%1];" : "=f"(v) : "r"(addr));
+  return v;
+}
+
 // One half chunk: 8 values (bytes b0..b0+7 of vw, biased by ^0x80) at the first 8 set bits of
-// `cur` (bit 31 = column of xw[0]). Returns the offset of the last column walked (32 when the
-// half ran out of set bits: padding).
+// `cur` (bit 31 = column of xw[0], bit p = column 31 - p). Returns the offset of the last column
+// walked (32 when the half ran out of set bits: padding). Per value FLO (the next bit), IMAD +
+// LDS (x at xw + 31 - p), SHL + LOP (clear it), PRMT + FADD (int8 -> f32), FFMA.
 __device__ __forceinline__ float bitmap_half_dot(unsigned v0, unsigned v1, unsigned cur,
                                                  const float* xw, int& last) {
   const unsigned vw[2] = {v0, v1};
+  // x of bit p as a shared-memory byte address, top - 4p: one IMAD (as an index, c0 + 31 - p
+  // then a LEA to bytes, it was two instructions per value)
+  const unsigned top = unsigned(__cvta_generic_to_shared(xw + 31));
   float s0 = 0.0f, s1 = 0.0f;
-  int c = 0;
+  unsigned p = 0;
 #pragma unroll
   for (int k = 0; k < 2; ++k) {
 #pragma unroll
     for (int b = 0; b < 4; ++b) {
-      c = __clz(int(cur));  // 32 when cur == 0
-      const float p = biased_byte_as_float(vw[k], b) * xw[c];
-      cur ^= shr_clamped(0x80000000u, unsigned(c));  // c == 32: cur stays 0
-      if (b & 1) s1 += p; else s0 += p;
+      p = highest_bit(cur);  // 0xFFFFFFFF when cur == 0: x at xw + 32, zero (stage_vector)
+      const float v = biased_byte_as_float(vw[k], b) * ld_shared_f32(top - 4u * p);
+      cur ^= shl_clamped(1u, p);  // p >= 32: cur stays 0
+      if (b & 1) s1 += v; else s0 += v;
     }
   }
-  last = c;
+  last = 31 - int(p);
   return s0 + s1;
 }
 
@@ -137,7 +160,9 @@ __device__ void matvec_stage_bitmap(const DevMatrix& m, const float* xs, const E
       }
 #pragma unroll
       for (int u = 0; u < kChunksInFlight; ++u) {
-        const unsigned* mw = gmask + r[u] * wpr + (c0[u] >> 5);  // +2 words stay in the array
+        // 32-bit index (64-bit pointer math cost ~6 instructions per chunk); +2 words stay in
+        // the array
+        const unsigned* mw = gmask + (unsigned(r[u]) * unsigned(wpr) + (c0[u] >> 5));
         w[u][0] = __ldg(mw);
         w[u][1] = __ldg(mw + 1);
         w[u][2] = __ldg(mw + 2);
