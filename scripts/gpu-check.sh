@@ -85,6 +85,12 @@ if [[ $stage == tests || $stage == all ]]; then
     >> "$out/memcheck.log" 2>&1
   echo "memcheck exit (bitmap_i8, i8_row): $?" >> "$out/memcheck.log"
   grep -E "ERROR SUMMARY|memcheck exit \(bitmap" "$out/memcheck.log" | tail -4
+  # K-quants converted at upload (q4_K -> q4_1 layout, q6_K and mixed q|k|v -> q8_16)
+  log "compute-sanitizer memcheck (the Q4_K_M fixture; ops, layer, token)"
+  timeout 120 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 3 "${tests[1]}" \
+    --gtest_filter='*q4_k*' >> "$out/memcheck.log" 2>&1
+  echo "memcheck exit (q4_k_m): $?" >> "$out/memcheck.log"
+  grep -E "ERROR SUMMARY|memcheck exit \(q4" "$out/memcheck.log" | tail -2
   log "compute-sanitizer racecheck (the variant; ops, layer, token)"
   timeout 170 compute-sanitizer --tool racecheck --racecheck-report all --error-exitcode 3 \
     "${tests[0]}" --gtest_filter='*variant*' > "$out/racecheck.log" 2>&1
