@@ -316,7 +316,7 @@ TEST(BenchHarness, HeadsNotDividingDModel) {
 }
 
 TEST(BenchHarness, FormatTheBackendLacksListsAvailableOnes) {
-  for (const char* bad : {"q4_K", "q6_K", "int3"}) {
+  for (const char* bad : {"q5_K", "iq2_xs", "int3"}) {
     BenchOptions o = tiny_options();
     o.shape.layer_format = bad;
     const std::string e = error_of(o);
@@ -325,8 +325,12 @@ TEST(BenchHarness, FormatTheBackendLacksListsAvailableOnes) {
     for (const auto& f : pdvm::bench::synthetic_formats()) EXPECT_NE(e.find(f), std::string::npos) << e;
   }
   BenchOptions h = tiny_options();
-  h.shape.head_format = "q6_K";
+  h.shape.head_format = "q5_K";
   EXPECT_NE(error_of(h).find("--head-format"), std::string::npos);
+  // a K-quant on rows that are not whole 256-blocks (the tiny shape is 64 wide): named, not run
+  BenchOptions k = tiny_options();
+  k.shape.layer_format = "q4_K";
+  EXPECT_NE(error_of(k).find("not a multiple of the block size"), std::string::npos) << error_of(k);
   BenchOptions b = tiny_options();
   b.backend = "tpu";
   const std::string eb = error_of(b);
