@@ -347,20 +347,30 @@ __device__ __forceinline__ void matvec_rows_warp(const DevMatrix& m, int row0, c
     for (int i = 0; i < kRowsPerWarp; ++i)
       row_scale[i] = __ldg(static_cast<const float*>(m.scales) + rr[i]);
   }
-  for (int c = lane; c < n_chunks; c += 64) {
-    const int c2 = c + 32;
-    const bool has2 = c2 < n_chunks;
-    const int c2l = has2 ? c2 : c;
+  // Two chunks per row per step (8 loads in flight per lane), the last odd chunk peeled: with the
+  // second chunk under `if (c + 32 < n_chunks)` the compiler sank its loads into that branch,
+  // after the first chunk's math (two dependent round trips per step; docs/notes-cuda.md Round 8).
+  int c = lane;
+  for (; c + 32 < n_chunks; c += 64) {
     int4 w1[kRowsPerWarp], w2[kRowsPerWarp];
     float2 s1[kRowsPerWarp], s2[kRowsPerWarp];
 #pragma unroll
     for (int i = 0; i < kRowsPerWarp; ++i) w1[i] = ld_weight16(wrow[i] + size_t(c) * 16);
 #pragma unroll
-    for (int i = 0; i < kRowsPerWarp; ++i) w2[i] = ld_weight16(wrow[i] + size_t(c2l) * 16);
+    for (int i = 0; i < kRowsPerWarp; ++i) w2[i] = ld_weight16(wrow[i] + size_t(c + 32) * 16);
 #pragma unroll
-    for (int i = 0; i < kRowsPerWarp; ++i) { s1[i] = F::scale(m, rr[i], c); s2[i] = F::scale(m, rr[i], c2l); }
+    for (int i = 0; i < kRowsPerWarp; ++i) { s1[i] = F::scale(m, rr[i], c); s2[i] = F::scale(m, rr[i], c + 32); }
     F::accumulate(w1, s1, xs, c, acc);
-    if (has2) F::accumulate(w2, s2, xs, c2, acc);
+    F::accumulate(w2, s2, xs, c + 32, acc);
+  }
+  if (c < n_chunks) {
+    int4 w1[kRowsPerWarp];
+    float2 s1[kRowsPerWarp];
+#pragma unroll
+    for (int i = 0; i < kRowsPerWarp; ++i) w1[i] = ld_weight16(wrow[i] + size_t(c) * 16);
+#pragma unroll
+    for (int i = 0; i < kRowsPerWarp; ++i) s1[i] = F::scale(m, rr[i], c);
+    F::accumulate(w1, s1, xs, c, acc);
   }
 #pragma unroll
   for (int i = 0; i < kRowsPerWarp; ++i) acc[i] = warp_sum(acc[i]);
