@@ -1,7 +1,7 @@
 // y = W x for bitmap_i8 matrices (docs/FORMAT.md) on the GPU. Included by matvec.cuh (it uses
 // its warp primitives, kRowsPerWarp, kChunksInFlight and biased_byte_as_float); matvec_stage
 // dispatches here for Fmt::kBitmapI8. Correct on the H100, but issue- and latency-bound at
-// 41-45% of the read ceiling on Phi-4 (docs/notes-cuda.md, Rounds 4 and 8).
+// 35-38% of the read ceiling on Phi-4, token mode (docs/notes-cuda.md, Rounds 4 and 8).
 //
 // Design: value-major, MdCSR-shaped. The file's packed values are cut at upload into chunks of
 // 16 bytes that one lane loads with one coalesced 16-byte load (4 chunks in flight per lane, as
