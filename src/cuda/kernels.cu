@@ -32,7 +32,7 @@ __global__ void embed_kernel(StepState s, DevMatrix embd) {
 
 __global__ void __launch_bounds__(kThreads) qkv_kernel(StepState s, DevLayer L, int layer) {
   __shared__ float red[kWarps + 1];
-  qkv_stage(s, L, layer, s.step[1], dyn_smem(), red);
+  qkv_stage<false>(s, L, layer, s.step[1], dyn_smem(), red);
 }
 __global__ void __launch_bounds__(kThreads) attention_kernel(StepState s, int layer) {
   attention_stage(s, layer, s.step[1], dyn_smem());
@@ -42,20 +42,20 @@ __global__ void __launch_bounds__(kThreads) merge_kernel(StepState s) {
 }
 __global__ void __launch_bounds__(kThreads) wo_kernel(StepState s, DevLayer L) {
   __shared__ float red[kWarps + 1];
-  wo_stage(s, L, dyn_smem(), red);
+  wo_stage<false>(s, L, dyn_smem(), red);
 }
 __global__ void __launch_bounds__(kThreads) ffn_up_kernel(StepState s, DevLayer L) {
   __shared__ float red[kWarps + 1];
-  ffn_up_stage(s, L, dyn_smem(), red);
+  ffn_up_stage<false>(s, L, dyn_smem(), red);
 }
 __global__ void __launch_bounds__(kThreads) down_kernel(StepState s, DevLayer L) {
   __shared__ float red[kWarps + 1];
-  down_stage(s, L, dyn_smem(), red);
+  down_stage<false>(s, L, dyn_smem(), red);
 }
 __global__ void __launch_bounds__(kThreads) head_kernel(StepState s, const float* out_norm,
                                                         DevMatrix out) {
   __shared__ float red[kWarps + 1];
-  head_stage(s, out_norm, out, dyn_smem(), red);
+  head_stage<false>(s, out_norm, out, dyn_smem(), red);
 }
 
 // layer_kernel: a whole layer in one cooperative launch (4 or 5 grid barriers: merge runs only when

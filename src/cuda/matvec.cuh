@@ -326,7 +326,7 @@ struct FmtDense {
 // warp; every lane gets acc. Rows past the end are clamped to the last row (results unused).
 // Reads: kRowsPerWarp * (row_bytes + scale bytes) from HBM; x from shared memory.
 // FLOPs: 2 per weight per row: ~2 FLOP/B for q8, 4 for q4, 1 for bf16: bandwidth-bound.
-template <class F>
+template <class F, bool kPaired>
 __device__ __forceinline__ void matvec_rows_warp(const DevMatrix& m, int row0, const StagedX& xs,
                                                  float (&acc)[kRowsPerWarp]) {
   const int lane = threadIdx.x & 31;
@@ -347,9 +347,28 @@ __device__ __forceinline__ void matvec_rows_warp(const DevMatrix& m, int row0, c
     for (int i = 0; i < kRowsPerWarp; ++i)
       row_scale[i] = __ldg(static_cast<const float*>(m.scales) + rr[i]);
   }
-  // Two chunks per row per step (8 loads in flight per lane), the last odd chunk peeled: with the
-  // second chunk under `if (c + 32 < n_chunks)` the compiler sank its loads into that branch,
-  // after the first chunk's math (two dependent round trips per step; docs/notes-cuda.md Round 8).
+  // Two chunks per row per step (8 loads in flight per lane). kPaired (the fused kernels): the
+  // last odd chunk peeled, because with the second chunk under `if (c + 32 < n_chunks)` the
+  // compiler sank its loads into that branch, after the first chunk's math (two dependent round
+  // trips per step): -0.2..-0.5 ms per token. The per-op kernels keep the branch: the peeled loop
+  // made them 0.3-0.5 ms slower (docs/notes-cuda.md, Round 8; cause not established).
+  if constexpr (!kPaired) {
+    for (int c = lane; c < n_chunks; c += 64) {
+      const int c2 = c + 32;
+      const bool has2 = c2 < n_chunks;
+      const int c2l = has2 ? c2 : c;
+      int4 w1[kRowsPerWarp], w2[kRowsPerWarp];
+      float2 s1[kRowsPerWarp], s2[kRowsPerWarp];
+#pragma unroll
+      for (int i = 0; i < kRowsPerWarp; ++i) w1[i] = ld_weight16(wrow[i] + size_t(c) * 16);
+#pragma unroll
+      for (int i = 0; i < kRowsPerWarp; ++i) w2[i] = ld_weight16(wrow[i] + size_t(c2l) * 16);
+#pragma unroll
+      for (int i = 0; i < kRowsPerWarp; ++i) { s1[i] = F::scale(m, rr[i], c); s2[i] = F::scale(m, rr[i], c2l); }
+      F::accumulate(w1, s1, xs, c, acc);
+      if (has2) F::accumulate(w2, s2, xs, c2, acc);
+    }
+  } else {
   int c = lane;
   for (; c + 32 < n_chunks; c += 64) {
     int4 w1[kRowsPerWarp], w2[kRowsPerWarp];
@@ -372,6 +391,7 @@ __device__ __forceinline__ void matvec_rows_warp(const DevMatrix& m, int row0, c
     for (int i = 0; i < kRowsPerWarp; ++i) s1[i] = F::scale(m, rr[i], c);
     F::accumulate(w1, s1, xs, c, acc);
   }
+  }
 #pragma unroll
   for (int i = 0; i < kRowsPerWarp; ++i) acc[i] = warp_sum(acc[i]);
   if constexpr (F::kRowScale) {
@@ -382,7 +402,7 @@ __device__ __forceinline__ void matvec_rows_warp(const DevMatrix& m, int row0, c
 
 // The warps of the whole grid share the row groups; warp-major numbering spreads a matrix with
 // fewer groups than warps evenly over all blocks (hence all SMs).
-template <class F, class Epi>
+template <class F, bool kPaired, class Epi>
 __device__ void matvec_stage_fmt(const DevMatrix& m, const float* smem, const Epi& epi) {
   const StagedX xs(smem, m.cols);
   const int n_groups = (m.rows + kRowsPerWarp - 1) / kRowsPerWarp;
@@ -390,7 +410,7 @@ __device__ void matvec_stage_fmt(const DevMatrix& m, const float* smem, const Ep
   for (int g = first; g < n_groups; g += gridDim.x * kWarps) {
     const auto pre = epi.preload(g * kRowsPerWarp);
     float acc[kRowsPerWarp];
-    matvec_rows_warp<F>(m, g * kRowsPerWarp, xs, acc);
+    matvec_rows_warp<F, kPaired>(m, g * kRowsPerWarp, xs, acc);
     epi(g * kRowsPerWarp, acc, pre);
   }
 }
@@ -401,19 +421,20 @@ __device__ void matvec_stage_fmt(const DevMatrix& m, const float* smem, const Ep
 namespace pdvm::cuda {
 
 // The format switch is uniform across the grid (one matrix per stage), so it costs one branch.
-template <class Epi>
+// kPaired: the fused kernels' loop shape (matvec_rows_warp); false in the per-op kernels.
+template <bool kPaired = true, class Epi>
 __device__ void matvec_stage(const DevMatrix& m, const float* xs, const Epi& epi) {
   switch (m.fmt) {
-    case Fmt::kQ8_0: matvec_stage_fmt<FmtQ8>(m, xs, epi); break;
-    case Fmt::kQ4_0: matvec_stage_fmt<FmtQ4<false>>(m, xs, epi); break;
-    case Fmt::kQ4_1: matvec_stage_fmt<FmtQ4<true>>(m, xs, epi); break;
-    case Fmt::kBF16: matvec_stage_fmt<FmtDense<Fmt::kBF16>>(m, xs, epi); break;
-    case Fmt::kF16: matvec_stage_fmt<FmtDense<Fmt::kF16>>(m, xs, epi); break;
-    case Fmt::kF32: matvec_stage_fmt<FmtDense<Fmt::kF32>>(m, xs, epi); break;
+    case Fmt::kQ8_0: matvec_stage_fmt<FmtQ8, kPaired>(m, xs, epi); break;
+    case Fmt::kQ4_0: matvec_stage_fmt<FmtQ4<false>, kPaired>(m, xs, epi); break;
+    case Fmt::kQ4_1: matvec_stage_fmt<FmtQ4<true>, kPaired>(m, xs, epi); break;
+    case Fmt::kBF16: matvec_stage_fmt<FmtDense<Fmt::kBF16>, kPaired>(m, xs, epi); break;
+    case Fmt::kF16: matvec_stage_fmt<FmtDense<Fmt::kF16>, kPaired>(m, xs, epi); break;
+    case Fmt::kF32: matvec_stage_fmt<FmtDense<Fmt::kF32>, kPaired>(m, xs, epi); break;
     case Fmt::kMdCsr: matvec_stage_mdcsr(m, xs, epi); break;
-    case Fmt::kI8Row: matvec_stage_fmt<FmtI8Row>(m, xs, epi); break;
+    case Fmt::kI8Row: matvec_stage_fmt<FmtI8Row, kPaired>(m, xs, epi); break;
     case Fmt::kBitmapI8: matvec_stage_bitmap(m, xs, epi); break;
-    case Fmt::kQ8_16: matvec_stage_fmt<FmtQ8_16>(m, xs, epi); break;
+    case Fmt::kQ8_16: matvec_stage_fmt<FmtQ8_16, kPaired>(m, xs, epi); break;
   }
 }
 
