@@ -40,15 +40,15 @@ Result<Fmt> device_fmt(WeightType t) {
     case WeightType::kQ8_0: return Fmt::kQ8_0;
     case WeightType::kQ4_0: return Fmt::kQ4_0;
     case WeightType::kQ4_1: return Fmt::kQ4_1;
-    case WeightType::kQ4_K: return Fmt::kQ4_1;   // converted at upload (repack_row)
-    case WeightType::kQ6_K: return Fmt::kQ8_16;  // converted at upload (repack_row)
+    case WeightType::kQ4_K: return Fmt::kQ4_1;   // converted at upload (convert_row)
+    case WeightType::kQ6_K: return Fmt::kQ8_16;  // converted at upload (convert_row)
     case WeightType::kMdCsr: return Fmt::kMdCsr;
     case WeightType::kI8Row: return Fmt::kI8Row;
     case WeightType::kBitmapI8: return Fmt::kBitmapI8;
     default:
       return unsupported("CUDA backend: weight type " + std::string(core::weight_type_name(t)) +
-                         " has no kernel yet (supported: f32, f16, bf16, q8_0, q4_0, q4_1, q4_k, "
-                         "q6_k, i8_row, mdcsr, bitmap_i8)");
+                         " has no kernel yet (supported: f32, f16, bf16, q8_0, q4_0, q4_1, q4_K, "
+                         "q6_K, i8_row, mdcsr, bitmap_i8)");
   }
 }
 
@@ -196,21 +196,25 @@ bool convert_row(Fmt f, WeightType t, const uint8_t* src, int64_t cols, uint8_t*
   return ok;
 }
 
-// Repacks one GGUF-layout row into the device layout (values + scales of that row).
-void repack_row(Fmt f, const uint8_t* src, int64_t cols, uint8_t* dst_values, uint8_t* dst_scales) {
+// Repacks one GGUF-layout row of type t into the device layout f (values + scales of that row);
+// K-quants and mixed block types are converted (convert_row). False: a converted scale overflows.
+bool repack_row(Fmt f, WeightType t, const uint8_t* src, int64_t cols, uint8_t* dst_values,
+                uint8_t* dst_scales, SplitRow& sp) {
+  if (f == Fmt::kQ8_16 || (f == Fmt::kQ4_1 && t == WeightType::kQ4_K))
+    return convert_row(f, t, src, cols, dst_values, dst_scales, sp);
   const int64_t nb = cols / 32;
   switch (f) {
-    case Fmt::kQ8_16: PDVM_ASSERT(false && "kQ8_16 rows come from convert_row"); return;
-    case Fmt::kF32: std::memcpy(dst_values, src, size_t(cols) * 4); return;
+    case Fmt::kQ8_16: break;  // converted above
+    case Fmt::kF32: std::memcpy(dst_values, src, size_t(cols) * 4); return true;
     case Fmt::kF16:
-    case Fmt::kBF16: std::memcpy(dst_values, src, size_t(cols) * 2); return;
+    case Fmt::kBF16: std::memcpy(dst_values, src, size_t(cols) * 2); return true;
     case Fmt::kQ8_0: {
       const auto* b = reinterpret_cast<const formats::BlockQ8_0*>(src);
       for (int64_t k = 0; k < nb; ++k) {
         std::memcpy(dst_values + k * 32, b[k].qs, 32);
         std::memcpy(dst_scales + k * 2, &b[k].d, 2);
       }
-      return;
+      return true;
     }
     case Fmt::kQ4_0: {
       const auto* b = reinterpret_cast<const formats::BlockQ4_0*>(src);
@@ -218,14 +222,14 @@ void repack_row(Fmt f, const uint8_t* src, int64_t cols, uint8_t* dst_values, ui
         std::memcpy(dst_values + k * 16, b[k].qs, 16);
         std::memcpy(dst_scales + k * 2, &b[k].d, 2);
       }
-      return;
+      return true;
     }
     case Fmt::kMdCsr:
-    case Fmt::kBitmapI8: return;  // whole matrices: upload_mdcsr, upload_bitmap
+    case Fmt::kBitmapI8: return true;  // whole matrices: upload_mdcsr, upload_bitmap
     case Fmt::kI8Row:  // [f32 scale][int8 x cols]
       std::memcpy(dst_scales, src, 4);
       std::memcpy(dst_values, src + 4, size_t(cols));
-      return;
+      return true;
     case Fmt::kQ4_1: {
       const auto* b = reinterpret_cast<const formats::BlockQ4_1*>(src);
       for (int64_t k = 0; k < nb; ++k) {
@@ -233,9 +237,10 @@ void repack_row(Fmt f, const uint8_t* src, int64_t cols, uint8_t* dst_values, ui
         std::memcpy(dst_scales + k * 4, &b[k].d, 2);
         std::memcpy(dst_scales + k * 4 + 2, &b[k].m, 2);
       }
-      return;
+      return true;
     }
   }
+  return true;
 }
 
 // The backend whose layer table is in token mode's constant memory (kernels.cu: c_layers), or
@@ -678,11 +683,7 @@ Status upload_matrix(MatrixJob& job, uint8_t* arena, std::vector<uint8_t>& stagi
       const RowSource& src = job.rows[size_t(r)];
       uint8_t* values = host + size_t(r) * size_t(p.row_bytes);
       uint8_t* scales = host + scale_off + size_t(r) * scale_row;
-      const WeightType t = src.m->type;
-      const bool convert = job.fmt == Fmt::kQ8_16 || (job.fmt == Fmt::kQ4_1 && t == WeightType::kQ4_K);
-      if (!convert) {
-        repack_row(job.fmt, src.m->row(src.row), job.cols, values, scales);
-      } else if (!convert_row(job.fmt, t, src.m->row(src.row), job.cols, values, scales, sp)) {
+      if (!repack_row(job.fmt, src.m->type, src.m->row(src.row), job.cols, values, scales, sp)) {
         int64_t none = -1;
         bad_row.compare_exchange_strong(none, r);
       }

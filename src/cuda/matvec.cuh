@@ -369,28 +369,28 @@ __device__ __forceinline__ void matvec_rows_warp(const DevMatrix& m, int row0, c
       if (has2) F::accumulate(w2, s2, xs, c2, acc);
     }
   } else {
-  int c = lane;
-  for (; c + 32 < n_chunks; c += 64) {
-    int4 w1[kRowsPerWarp], w2[kRowsPerWarp];
-    float2 s1[kRowsPerWarp], s2[kRowsPerWarp];
+    int c = lane;
+    for (; c + 32 < n_chunks; c += 64) {
+      int4 w1[kRowsPerWarp], w2[kRowsPerWarp];
+      float2 s1[kRowsPerWarp], s2[kRowsPerWarp];
 #pragma unroll
-    for (int i = 0; i < kRowsPerWarp; ++i) w1[i] = ld_weight16(wrow[i] + size_t(c) * 16);
+      for (int i = 0; i < kRowsPerWarp; ++i) w1[i] = ld_weight16(wrow[i] + size_t(c) * 16);
 #pragma unroll
-    for (int i = 0; i < kRowsPerWarp; ++i) w2[i] = ld_weight16(wrow[i] + size_t(c + 32) * 16);
+      for (int i = 0; i < kRowsPerWarp; ++i) w2[i] = ld_weight16(wrow[i] + size_t(c + 32) * 16);
 #pragma unroll
-    for (int i = 0; i < kRowsPerWarp; ++i) { s1[i] = F::scale(m, rr[i], c); s2[i] = F::scale(m, rr[i], c + 32); }
-    F::accumulate(w1, s1, xs, c, acc);
-    F::accumulate(w2, s2, xs, c + 32, acc);
-  }
-  if (c < n_chunks) {
-    int4 w1[kRowsPerWarp];
-    float2 s1[kRowsPerWarp];
+      for (int i = 0; i < kRowsPerWarp; ++i) { s1[i] = F::scale(m, rr[i], c); s2[i] = F::scale(m, rr[i], c + 32); }
+      F::accumulate(w1, s1, xs, c, acc);
+      F::accumulate(w2, s2, xs, c + 32, acc);
+    }
+    if (c < n_chunks) {
+      int4 w1[kRowsPerWarp];
+      float2 s1[kRowsPerWarp];
 #pragma unroll
-    for (int i = 0; i < kRowsPerWarp; ++i) w1[i] = ld_weight16(wrow[i] + size_t(c) * 16);
+      for (int i = 0; i < kRowsPerWarp; ++i) w1[i] = ld_weight16(wrow[i] + size_t(c) * 16);
 #pragma unroll
-    for (int i = 0; i < kRowsPerWarp; ++i) s1[i] = F::scale(m, rr[i], c);
-    F::accumulate(w1, s1, xs, c, acc);
-  }
+      for (int i = 0; i < kRowsPerWarp; ++i) s1[i] = F::scale(m, rr[i], c);
+      F::accumulate(w1, s1, xs, c, acc);
+    }
   }
 #pragma unroll
   for (int i = 0; i < kRowsPerWarp; ++i) acc[i] = warp_sum(acc[i]);

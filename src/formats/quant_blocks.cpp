@@ -128,35 +128,42 @@ bool has_int8_codes(WeightType type) {
 void split_row_int8(WeightType type, const uint8_t* row, int64_t cols, int8_t* q, float* scale,
                     float* offset) {
   PDVM_ASSERT(has_int8_codes(type));
+  // the simple types: one (d, m) for both 16-groups of 32-block i; nibble j and j + 16 of byte j
+  auto set_block32 = [&](int64_t i, float d, float m) {
+    scale[2 * i] = scale[2 * i + 1] = d;
+    offset[2 * i] = offset[2 * i + 1] = m;
+  };
+  auto nibbles = [](const uint8_t* qs, int bias, int8_t* y) {
+    for (int j = 0; j < kQK / 2; ++j) {
+      y[j] = int8_t((qs[j] & 0xF) - bias);
+      y[j + kQK / 2] = int8_t((qs[j] >> 4) - bias);
+    }
+  };
   switch (type) {
-    case WeightType::kQ8_0:
-    case WeightType::kQ4_0:
-    case WeightType::kQ4_1:
+    case WeightType::kQ8_0: {
+      const auto* b = reinterpret_cast<const BlockQ8_0*>(row);
       for (int64_t i = 0; i < cols / kQK; ++i) {
-        float d = 0.0f, m = 0.0f;
-        int8_t* y = q + i * kQK;
-        if (type == WeightType::kQ8_0) {
-          const auto& b = reinterpret_cast<const BlockQ8_0*>(row)[i];
-          d = f16_to_f32(b.d);
-          std::memcpy(y, b.qs, kQK);
-        } else {
-          const bool has_min = type == WeightType::kQ4_1;
-          const uint8_t* qs = has_min ? reinterpret_cast<const BlockQ4_1*>(row)[i].qs
-                                      : reinterpret_cast<const BlockQ4_0*>(row)[i].qs;
-          const uint16_t dh = has_min ? reinterpret_cast<const BlockQ4_1*>(row)[i].d
-                                      : reinterpret_cast<const BlockQ4_0*>(row)[i].d;
-          d = f16_to_f32(dh);
-          if (has_min) m = f16_to_f32(reinterpret_cast<const BlockQ4_1*>(row)[i].m);
-          const int bias = has_min ? 0 : 8;
-          for (int j = 0; j < kQK / 2; ++j) {
-            y[j] = int8_t((qs[j] & 0xF) - bias);
-            y[j + kQK / 2] = int8_t((qs[j] >> 4) - bias);
-          }
-        }
-        scale[2 * i] = scale[2 * i + 1] = d;
-        offset[2 * i] = offset[2 * i + 1] = m;
+        std::memcpy(q + i * kQK, b[i].qs, kQK);
+        set_block32(i, f16_to_f32(b[i].d), 0.0f);
       }
       return;
+    }
+    case WeightType::kQ4_0: {
+      const auto* b = reinterpret_cast<const BlockQ4_0*>(row);
+      for (int64_t i = 0; i < cols / kQK; ++i) {
+        nibbles(b[i].qs, 8, q + i * kQK);
+        set_block32(i, f16_to_f32(b[i].d), 0.0f);
+      }
+      return;
+    }
+    case WeightType::kQ4_1: {
+      const auto* b = reinterpret_cast<const BlockQ4_1*>(row);
+      for (int64_t i = 0; i < cols / kQK; ++i) {
+        nibbles(b[i].qs, 0, q + i * kQK);
+        set_block32(i, f16_to_f32(b[i].d), f16_to_f32(b[i].m));
+      }
+      return;
+    }
     case WeightType::kQ4_K: {
       const auto* b = reinterpret_cast<const BlockQ4_K*>(row);
       for (int64_t i = 0; i < cols / kQK_K; ++i) {

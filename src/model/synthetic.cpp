@@ -48,6 +48,7 @@ struct Rng {
 // std of the raw quantized values: int8 uniform over [-128, 127]; nibble uniform over [0, 15].
 constexpr double kStdInt8 = 73.9004;   // sqrt((256^2 - 1) / 12)
 constexpr double kStdNibble = 4.6098;  // sqrt((16^2 - 1) / 12)
+constexpr double kStdQ6 = 18.4730;     // sqrt((64^2 - 1) / 12): Q6_K's codes q - 32
 constexpr double kSqrt3 = 1.7320508075688772;
 
 // Mean of q^2 for q uniform over +-1..+-127: (1/127) * sum_{k=1..127} k^2 = 128 * 255 / 6.
@@ -189,7 +190,7 @@ void fill_row(WeightType t, int64_t cols, double sd, Rng& rng, uint8_t* dst) {
     case WeightType::kQ6_K: {
       // codes q - 32 uniform over [-32, 31] (std 18.5), int8 scales of +-[16, 47]
       auto* b = reinterpret_cast<formats::BlockQ6_K*>(dst);
-      const double base = sd / (18.4719 * 31.5);
+      const double base = sd / (kStdQ6 * 31.5);
       for (int64_t k = 0; k < cols / formats::kQK_K; ++k) {
         rng.fill(b[k].ql, sizeof(b[k].ql));
         rng.fill(b[k].qh, sizeof(b[k].qh));
