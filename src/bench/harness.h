@@ -46,7 +46,7 @@ struct BenchOptions {
   std::string model_path;  // non-empty: load this file; else synthetic from `shape`
   ShapeArgs shape;
   std::string backend = "cpu";     // cpu | cuda
-  std::string gpu_mode = "ops";    // cuda: ops | layer (| token once it exists)
+  std::string gpu_mode = "token";  // cuda: ops | layer | token
   std::string kernels = "fast";    // cpu: fast | reference
   int threads = 0;                 // 0: all cores
   std::vector<int> depths = {0};   // context depths to time decode at

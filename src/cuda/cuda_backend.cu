@@ -741,7 +741,7 @@ Status CudaBackendImpl::init(const core::Model& model, const CudaOptions& opt) {
   if (opt.mode != Mode::kOps && !prop.cooperativeLaunch)
     return unsupported(std::string("CUDA backend: ") + mode_name(opt.mode) +
                        " mode needs cooperative launch, which " +
-                       prop.name + " lacks");
+                       prop.name + " lacks (use --gpu-mode ops)");
 
   // ---- plan the weight arena ----
   std::vector<MatrixJob> jobs;

@@ -77,7 +77,7 @@ CLI::App* add_bench_command(CLI::App& app) {
                                    "(default 0.5)");
   cmd->add_option("--seed", o.shape.seed, "synthetic weights seed");
   cmd->add_option("--backend", o.backend, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
-  cmd->add_option("--gpu-mode", o.gpu_mode, "cuda execution mode: ops, layer, token");
+  cmd->add_option("--gpu-mode", o.gpu_mode, "cuda execution mode: token (default), layer, ops");
   cmd->add_option("--kernels", o.kernels, "CPU kernels: fast or reference")
       ->check(CLI::IsMember({"fast", "reference"}));
   cmd->add_option("-t,--threads", o.threads, "CPU threads (default: all cores)")->check(CLI::NonNegativeNumber);

@@ -22,7 +22,7 @@ void add_model_flags(CLI::App* app, pdvm::cli::ModelArgs& m) {
   app->add_option("--kernels", m.kernels, "CPU kernels: fast or reference (plain, slow, exact)")
       ->check(CLI::IsMember({"fast", "reference"}));
   app->add_option("--backend", m.backend, "where to run: cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
-  app->add_option("--gpu-mode", m.gpu_mode, "cuda execution: ops (one kernel per op, in a CUDA graph), layer (one launch per layer) or token (one launch per token)");
+  app->add_option("--gpu-mode", m.gpu_mode, "cuda execution: token (one launch per token, the default and fastest), layer (one launch per layer) or ops (one kernel per op, in a CUDA graph)");
 }
 
 }  // namespace
