@@ -129,7 +129,8 @@ if [[ $stage == bench || $stage == all ]]; then
     log "PyTorch bf16 side-by-side"
     PYTHONUNBUFFERED=1 timeout 240 python3 scripts/torch_decode_bench.py --depths "$DEPTHS" \
       --tokens "$TOKENS" --pdvm-json "$out/bench/cuda-ops-phi-4-bf16.json" \
-      --pdvm-json "$out/bench/cuda-layer-phi-4-bf16.json" --json "$out/bench/torch-phi-4-bf16.json" \
+      --pdvm-json "$out/bench/cuda-layer-phi-4-bf16.json" --pdvm-json "$out/bench/cuda-token-phi-4-bf16.json" \
+      --json "$out/bench/torch-phi-4-bf16.json" \
       > "$out/bench/torch.log" 2>&1
     tail -12 "$out/bench/torch.log"
   fi

@@ -4,7 +4,9 @@ tok/s and % of the measured read ceiling, per run (model, format, backend) and c
 
 Needs matplotlib: `pip install matplotlib` (or `apt-get install python3-matplotlib`).
 Usage: python3 scripts/plot_results.py [--results bench/results] [--out docs/perf.png]
-       python3 scripts/plot_results.py --markdown   # the tables of docs/PERFORMANCE.md, from the JSON
+       python3 scripts/plot_results.py --markdown   # every run as a table row, from the JSON
+       python3 scripts/plot_results.py --gpu-table  # docs/PERFORMANCE.md's GPU table (one row per
+                                                    # format and mode, depths as columns)
 The JSON schema is described in bench/results/README.md; files that do not follow it are
 reported and skipped, never half-plotted.
 """
@@ -60,15 +62,56 @@ def markdown(runs, results_dir):
                   f"| {r['gbps']:.1f} | {j['ceiling']['read_gbps']:.1f} | {r['pct_of_ceiling']:.0f}% | {r['floor_ms']:.2f} |")
 
 
+GPU_FORMAT_ORDER = ["bf16", "q8_0", "i8_row", "q6_K", "q4_K", "q4_1", "q4_0", "mdcsr", "bitmap_i8"]
+GPU_FORMAT_NAME = {"q8_0": "q8_0 (int8, block scales)", "i8_row": "i8_row (int8, row scales)",
+                   "mdcsr": "MdCSR", "bitmap_i8": "bitmap_i8"}
+
+
+def gpu_table(runs):
+    """docs/PERFORMANCE.md's GPU table: the Phi-4-shaped CUDA runs, one row per (format, mode),
+    ms/token and % of the ceiling per depth, tok/s at 1024, then the PyTorch runs' ms/token."""
+    rows = {}
+    for _, j, _ in runs:
+        m, d = j["model"], j["device"]
+        if not d["backend"].startswith("cuda") or m["shape"] != "phi-4" or m["n_layers"] != 40:
+            continue
+        fmt = m["layer_format"]
+        key = (GPU_FORMAT_ORDER.index(fmt) if fmt in GPU_FORMAT_ORDER else 99, fmt,
+               m.get("sparsity") or 0.0, ["token", "layer", "ops"].index(d["gpu_mode"]))
+        rows[key] = j
+    depths = sorted({r["depth"] for j in rows.values() for r in j["results"]})
+    print("| format | weights GB | mode | launches | " + " | ".join(f"ms/token d={d}" for d in depths) +
+          " | tok/s d=1024 | " + " | ".join(f"% ceiling d={d}" for d in depths) + " |")
+    print("| --- " * (4 + 2 * len(depths) + 1) + "|")
+    last = None
+    for key in sorted(rows):
+        j = rows[key]
+        m, by = j["model"], {r["depth"]: r for r in j["results"]}
+        name = GPU_FORMAT_NAME.get(key[1], key[1]) + (f" {key[2] * 100:.0f}%" if key[2] else "")
+        first = (key[1], key[2]) != last
+        last = (key[1], key[2])
+        r0 = j["results"][0]
+        cells = [name if first else "", f"{r0['bytes_per_token']['weights'] / 1e9:.2f}" if first else "",
+                 j["device"]["gpu_mode"], str(r0.get("launches_per_token") or "")]
+        cells += [f"{by[d]['ms_per_token']['median']:.2f}" if d in by else "-" for d in depths]
+        cells += [f"{by[1024]['tok_s']:.0f}" if 1024 in by else "-"]
+        cells += [f"{by[d]['pct_of_ceiling']:.1f}" if d in by else "-" for d in depths]
+        print("| " + " | ".join(cells) + " |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ap.add_argument("--results", default=os.path.join(root, "bench", "results"))
     ap.add_argument("--out", default=os.path.join(root, "docs", "perf.png"))
-    ap.add_argument("--markdown", action="store_true", help="print the PERFORMANCE.md tables instead of plotting")
+    ap.add_argument("--markdown", action="store_true", help="print every run as a table row instead of plotting")
+    ap.add_argument("--gpu-table", action="store_true", help="print PERFORMANCE.md's GPU table instead of plotting")
     args = ap.parse_args()
     if args.markdown:
         markdown(load(args.results), args.results)
+        return
+    if args.gpu_table:
+        gpu_table(load(args.results))
         return
     try:
         import matplotlib
