@@ -67,8 +67,8 @@ class CudaBackend : public core::Backend {
   // Fills x, q, attn, act, the attention partials and the logits with NaN, so a test sees any
   // element the next step fails to write. (The KV cache is NaN-poisoned at construction.)
   virtual Status poison_scratch() = 0;
-  // Token mode, builds with -DPDVM_CUDA_STAGE_TIMER=ON: the last step's time per stage (work,
-  // block imbalance, barrier), as a small table; "" otherwise.
+  // Token and layer mode, builds with -DPDVM_CUDA_STAGE_TIMER=ON: the last step's time per stage
+  // (work, block imbalance, barrier), as a small table; "" otherwise.
   virtual std::string stage_report() { return ""; }
 };
 

@@ -58,39 +58,10 @@ __global__ void __launch_bounds__(kThreads) head_kernel(StepState s, const float
   head_stage<false>(s, out_norm, out, dyn_smem(), red);
 }
 
-// layer_kernel: a whole layer in one cooperative launch (4 or 5 grid barriers: merge runs only when
-// the step's positions span several chunks). Each barrier's reason:
-__global__ void __launch_bounds__(kThreads) layer_kernel(StepState s, DevLayer L, int layer) {
-  __shared__ float red[kWarps + 1];
-  GridBarrier bar(s.barrier);
-  float* smem = dyn_smem();
-  const int pos = s.step[1];
-  qkv_stage(s, L, layer, pos, smem, red);
-  bar.sync();  // K,V of pos are in the cache and q is complete
-  attention_stage(s, layer, pos, smem);
-  bar.sync();  // every chunk's partial state (with one chunk: attn) is written
-  if (attn_plan(s, pos).n_chunks > 1) {
-    merge_stage(s, pos, smem);
-    bar.sync();  // attn (all heads) is complete
-  }
-  wo_stage(s, L, smem, red);
-  bar.sync();  // x has the attention residual (the FFN norm needs all of x)
-  ffn_up_stage(s, L, smem, red);
-  bar.sync();  // act is complete
-  down_stage(s, L, smem, red);
-  // the kernel's end orders this layer's x before the next launch
-}
-
-// The token kernel's layer table, in constant memory: a stage reads its matrix's fields (pointers,
-// sizes, format) through uniform constant-cache loads, as layer_kernel reads its kernel parameter.
-// (From global memory, a device-side DevLayer array made token mode 0.1-0.8 ms per token slower
-// than layer mode on Phi-4: each stage started with a chain of dependent global loads, and the
-// kernel spilled. H100, 2026-11-24.) One table per process: the owning backend re-uploads it when
-// another backend wrote it last (see upload_token_layers).
-__constant__ DevLayer c_layers[kMaxTokenLayers];
-
-// Stage timer marks (token mode; PDVM_CUDA_STAGE_TIMER builds only, see stage_timer.h): thread 0
-// of each block, after the block has finished (done) or the barrier has opened (open).
+// Stage timer marks (layer and token mode; PDVM_CUDA_STAGE_TIMER builds only, see stage_timer.h):
+// thread 0 of each block, after the block has finished (done) or the barrier has opened (open).
+// In layer mode a launch's start stands for the previous layer's "down open" mark, so the
+// barrier after down is the gap between two layers' launches.
 #ifdef PDVM_CUDA_STAGE_TIMER
 #define PDVM_MARK(layer, mark)                                                                \
   do {                                                                                        \
@@ -106,6 +77,50 @@ __constant__ DevLayer c_layers[kMaxTokenLayers];
 #define PDVM_MARK(layer, mark) do {} while (0)
 #define PDVM_MARK_DONE(layer, mark) do {} while (0)
 #endif
+
+// layer_kernel: a whole layer in one cooperative launch (4 or 5 grid barriers: merge runs only when
+// the step's positions span several chunks). Each barrier's reason:
+__global__ void __launch_bounds__(kThreads) layer_kernel(StepState s, DevLayer L, int layer) {
+  __shared__ float red[kWarps + 1];
+  GridBarrier bar(s.barrier);
+  float* smem = dyn_smem();
+  const int pos = s.step[1];
+  if (layer > 0) PDVM_MARK(layer - 1, kMarkDownOpen);
+  qkv_stage(s, L, layer, pos, smem, red);
+  PDVM_MARK_DONE(layer, kMarkQkvDone);
+  bar.sync();  // K,V of pos are in the cache and q is complete
+  PDVM_MARK(layer, kMarkQkvOpen);
+  attention_stage(s, layer, pos, smem);
+  PDVM_MARK_DONE(layer, kMarkAttnDone);
+  bar.sync();  // every chunk's partial state (with one chunk: attn) is written
+  PDVM_MARK(layer, kMarkAttnOpen);
+  if (attn_plan(s, pos).n_chunks > 1) {
+    merge_stage(s, pos, smem);
+    PDVM_MARK_DONE(layer, kMarkMergeDone);
+    bar.sync();  // attn (all heads) is complete
+    PDVM_MARK(layer, kMarkMergeOpen);
+  }
+  wo_stage(s, L, smem, red);
+  PDVM_MARK_DONE(layer, kMarkWoDone);
+  bar.sync();  // x has the attention residual (the FFN norm needs all of x)
+  PDVM_MARK(layer, kMarkWoOpen);
+  ffn_up_stage(s, L, smem, red);
+  PDVM_MARK_DONE(layer, kMarkUpDone);
+  bar.sync();  // act is complete
+  PDVM_MARK(layer, kMarkUpOpen);
+  down_stage(s, L, smem, red);
+  PDVM_MARK_DONE(layer, kMarkDownDone);
+  // the kernel's end orders this layer's x before the next launch
+}
+
+// The token kernel's layer table, in constant memory: a stage reads its matrix's fields (pointers,
+// sizes, format) through uniform constant-cache loads, as layer_kernel reads its kernel parameter.
+// (From global memory, a device-side DevLayer array made token mode 0.1-0.8 ms per token slower
+// than layer mode on Phi-4: each stage started with a chain of dependent global loads, and the
+// kernel spilled. H100, 2026-11-24.) One table per process: the owning backend re-uploads it when
+// another backend wrote it last (see upload_token_layers).
+__constant__ DevLayer c_layers[kMaxTokenLayers];
+
 
 // (v, i) beats (bv, bi): larger value, lowest index on ties (deterministic, like argmax_kernel).
 __device__ __forceinline__ void argmax_merge(float& bv, int& bi, float v, int i) {

@@ -18,8 +18,9 @@ std::string format_stage_report(const std::vector<unsigned long long>& marks, in
       const int done = 2 * st, open = 2 * st + 1;
       unsigned long long lo = ~0ull, hi = 0;
       for (int b = 0; b < blocks; ++b) { lo = std::min(lo, at(l, done, b)); hi = std::max(hi, at(l, done, b)); }
-      if (hi == 0 || prev_open == 0) continue;  // a skipped stage (merge with one chunk)
       const unsigned long long opened = at(l, open, 0);
+      // a skipped stage (merge with one chunk), or layer mode's last layer (no launch after it)
+      if (hi == 0 || prev_open == 0 || opened == 0) continue;
       work[st] += double(hi - prev_open);
       imbalance[st] += double(hi - lo);
       barrier[st] += double(opened - hi);

@@ -1,6 +1,7 @@
-// Token mode's per-stage timer (built with -DPDVM_CUDA_STAGE_TIMER=ON, off by default): each
-// block's thread 0 writes the globaltimer when its block has finished a stage (after the block's
-// __syncthreads, before the grid barrier) and when the barrier after it opened. The host turns the
+// The fused kernels' per-stage timer (token and layer mode; built with -DPDVM_CUDA_STAGE_TIMER=ON,
+// off by default): each block's thread 0 writes the globaltimer when its block has finished a
+// stage (after the block's __syncthreads, before the grid barrier) and when the barrier after it
+// opened (layer mode: after down, when the next layer's launch started). The host turns the
 // marks of the last step into, per stage: work (slowest block's finish - the previous barrier's
 // opening), imbalance (slowest - fastest block's finish) and barrier (opening - slowest finish).
 // No header here needs CUDA, so the host side compiles as plain C++.
