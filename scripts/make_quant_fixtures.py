@@ -30,8 +30,13 @@ SCALE_FIELDS = {
     T.Q4_1: [(0, 2), (2, 4)],
     T.Q4_K: [(0, 2), (2, 4)],
     T.Q6_K: [(208, 210)],
+    T.Q5_0: [(0, 2)],
+    T.Q5_1: [(0, 2), (2, 4)],
+    T.Q5_K: [(0, 2), (2, 4)],
 }
-TYPES = [T.F32, T.F16, T.BF16, T.Q8_0, T.Q4_0, T.Q4_1, T.Q4_K, T.Q6_K]
+# Append new types at the end: the generator's stream then leaves every earlier type's bytes as
+# they were.
+TYPES = [T.F32, T.F16, T.BF16, T.Q8_0, T.Q4_0, T.Q4_1, T.Q4_K, T.Q6_K, T.Q5_0, T.Q5_1, T.Q5_K]
 
 
 def random_f16_scales(rng, n):

@@ -316,7 +316,7 @@ TEST(BenchHarness, HeadsNotDividingDModel) {
 }
 
 TEST(BenchHarness, FormatTheBackendLacksListsAvailableOnes) {
-  for (const char* bad : {"q5_K", "iq2_xs", "int3"}) {
+  for (const char* bad : {"q3_K", "iq2_xs", "int3"}) {
     BenchOptions o = tiny_options();
     o.shape.layer_format = bad;
     const std::string e = error_of(o);
@@ -325,7 +325,7 @@ TEST(BenchHarness, FormatTheBackendLacksListsAvailableOnes) {
     for (const auto& f : pdvm::bench::synthetic_formats()) EXPECT_NE(e.find(f), std::string::npos) << e;
   }
   BenchOptions h = tiny_options();
-  h.shape.head_format = "q5_K";
+  h.shape.head_format = "q3_K";
   EXPECT_NE(error_of(h).find("--head-format"), std::string::npos);
   // a K-quant on rows that are not whole 256-blocks (the tiny shape is 64 wide): named, not run
   BenchOptions k = tiny_options();

@@ -27,13 +27,18 @@ TEST(Half, RoundsToNearestEven) {
 }
 
 TEST(WeightType, NamesRoundTrip) {
-  for (auto t : {WeightType::kF32, WeightType::kQ4_1, WeightType::kQ6_K}) {
+  for (auto t : {WeightType::kF32, WeightType::kQ4_1, WeightType::kQ6_K, WeightType::kQ5_0,
+                 WeightType::kQ5_1, WeightType::kQ5_K, WeightType::kBitmapI8}) {
     auto r = parse_weight_type(weight_type_name(t));
     ASSERT_TRUE(r.is_ok());
     EXPECT_EQ(*r, t);
   }
   EXPECT_FALSE(parse_weight_type("q3_xx").is_ok());
   EXPECT_EQ(row_bytes(WeightType::kQ4_K, 512), 288u);
+  EXPECT_EQ(row_bytes(WeightType::kQ5_0, 64), 44u);   // 2 blocks of 22 B
+  EXPECT_EQ(row_bytes(WeightType::kQ5_1, 64), 48u);   // 2 blocks of 24 B
+  EXPECT_EQ(row_bytes(WeightType::kQ5_K, 512), 352u);  // 2 super-blocks of 176 B
+  EXPECT_EQ(weight_type_name(WeightType::kQ5_K), "q5_K");
 }
 
 TEST(ThreadPool, ParallelForCoversRangeOnce) {

@@ -5,6 +5,7 @@
 // non-ok Status whose message names the problem, and never a crash (CI runs this under ASan).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -30,11 +31,14 @@ std::vector<uint8_t> read_bytes(const std::string& path) {
 }
 
 // A small file with every value type, tensors of pdvm types and one ggml type pdvm does not
-// run (Q5_0), at the given alignment.
+// run (Q3_K), at the given alignment.
 struct SmallFile {
   std::vector<float> f32_data = std::vector<float>(64 * 3);
   std::vector<uint8_t> q8_data = std::vector<uint8_t>(34 * 2 * 5);  // Q8_0 [64, 5]
   std::vector<uint8_t> q5_data = std::vector<uint8_t>(22 * 1 * 2);  // Q5_0 [32, 2]
+  std::vector<uint8_t> q51_data = std::vector<uint8_t>(24 * 1 * 3);   // Q5_1 [32, 3]
+  std::vector<uint8_t> q5k_data = std::vector<uint8_t>(176 * 1 * 1);  // Q5_K [256, 1]
+  std::vector<uint8_t> q3k_data = std::vector<uint8_t>(110 * 1 * 1);  // Q3_K [256, 1]
   std::vector<uint8_t> q4k_data = std::vector<uint8_t>(144 * 1 * 2);  // Q4_K [256, 2]
   std::vector<GgufKv> kvs;
   std::vector<GgufTensorToWrite> tensors;
@@ -43,6 +47,9 @@ struct SmallFile {
     for (size_t i = 0; i < f32_data.size(); ++i) f32_data[i] = float(i) * 0.5f - 3.0f;
     for (size_t i = 0; i < q8_data.size(); ++i) q8_data[i] = uint8_t(i * 7 + 1);
     for (size_t i = 0; i < q5_data.size(); ++i) q5_data[i] = uint8_t(i * 13 + 5);
+    for (size_t i = 0; i < q51_data.size(); ++i) q51_data[i] = uint8_t(i * 5 + 2);
+    for (size_t i = 0; i < q5k_data.size(); ++i) q5k_data[i] = uint8_t(i * 11 + 3);
+    for (size_t i = 0; i < q3k_data.size(); ++i) q3k_data[i] = uint8_t(i * 17 + 9);
     for (size_t i = 0; i < q4k_data.size(); ++i) q4k_data[i] = uint8_t(i * 3 + 11);
     kvs = {
         {"general.architecture", GgufValue::string("llama")},
@@ -68,7 +75,10 @@ struct SmallFile {
     tensors = {
         {"blk.0.attn_norm.weight", 0, {64, 3}, f32_data.data(), f32_data.size() * 4},
         {"token_embd.weight", 8, {64, 5}, q8_data.data(), q8_data.size()},
-        {"odd.q5_0", 6, {32, 2}, q5_data.data(), q5_data.size()},
+        {"blk.0.attn_q.weight", 6, {32, 2}, q5_data.data(), q5_data.size()},
+        {"blk.0.attn_k.weight", 7, {32, 3}, q51_data.data(), q51_data.size()},
+        {"blk.0.attn_v.weight", 13, {256, 1}, q5k_data.data(), q5k_data.size()},
+        {"odd.q3_k", 11, {256, 1}, q3k_data.data(), q3k_data.size()},
         {"empty", 0, {0}, nullptr, 0},
         {"blk.0.ffn_down.weight", 12, {256, 2}, q4k_data.data(), q4k_data.size()},
     };
@@ -143,8 +153,11 @@ TEST(Gguf, RoundTripAllValueTypesAndTensors) {
     EXPECT_EQ(f->find("token_embd.weight")->weight_type, core::WeightType::kQ8_0);
     EXPECT_EQ(f->find("blk.0.ffn_down.weight")->weight_type, core::WeightType::kQ4_K);
     EXPECT_EQ(f->find("blk.0.attn_norm.weight")->weight_type, core::WeightType::kF32);
+    EXPECT_EQ(f->find("blk.0.attn_q.weight")->weight_type, core::WeightType::kQ5_0);
+    EXPECT_EQ(f->find("blk.0.attn_k.weight")->weight_type, core::WeightType::kQ5_1);
+    EXPECT_EQ(f->find("blk.0.attn_v.weight")->weight_type, core::WeightType::kQ5_K);
     // A type ggml defines but pdvm does not run loads, with its size known, and no WeightType.
-    EXPECT_EQ(f->find("odd.q5_0")->weight_type, std::nullopt);
+    EXPECT_EQ(f->find("odd.q3_k")->weight_type, std::nullopt);
     EXPECT_EQ(f->find("missing"), nullptr);
     fs::remove(path);
   }
@@ -318,6 +331,44 @@ TEST(GgufBroken, MessagesNameTensorOffsetAndSize) {
   EXPECT_NE(f.status().message().find(
                 "x.gguf: tensor 'blk.3.attn_q.weight': data [offset 0x60, 256 bytes] runs past "
                 "the end of the file (size 0x150)"),
+            std::string::npos)
+      << f.status().message();
+}
+
+// ggml's ids (ggml.h enum ggml_type) of the types pdvm runs, written out, not derived.
+TEST(Gguf, GgmlIdsOfTheQ5Types) {
+  EXPECT_EQ(ggml_type_from_weight_type(core::WeightType::kQ5_0), 6u);
+  EXPECT_EQ(ggml_type_from_weight_type(core::WeightType::kQ5_1), 7u);
+  EXPECT_EQ(ggml_type_from_weight_type(core::WeightType::kQ5_K), 13u);
+  EXPECT_EQ(weight_type_from_ggml(13), core::WeightType::kQ5_K);
+  EXPECT_EQ(ggml_type_info(7)->block_bytes, 24);
+}
+
+TEST(GgufBroken, Q5KRowNotWholeBlocksNamesTheTensor) {
+  // A Q5_K tensor of 256 columns, then ne[0] patched to 128 (half a super-block): the reader
+  // rejects it at load, naming the tensor, as for every block type.
+  std::vector<uint8_t> data(176 * 2);
+  const std::string path = temp_path("q5k_half.gguf");
+  ASSERT_TRUE(
+      write_gguf(path, {}, {{"blk.2.ffn_up.weight", 13, {256, 2}, data.data(), data.size()}})
+          .is_ok());
+  auto bytes = read_bytes(path);
+  fs::remove(path);
+  const std::string name = "blk.2.ffn_up.weight";
+  const auto it = std::search(bytes.begin(), bytes.end(), name.begin(), name.end());
+  ASSERT_NE(it, bytes.end());
+  const size_t ne0_at = size_t(it - bytes.begin()) + name.size() + 4;  // after u32 n_dims
+  uint64_t ne0 = 0;
+  std::memcpy(&ne0, &bytes[ne0_at], 8);
+  ASSERT_EQ(ne0, 256u);
+  ne0 = 128;
+  std::memcpy(&bytes[ne0_at], &ne0, 8);
+  auto f = GgufFile::open_memory(bytes, "x.gguf");
+  ASSERT_FALSE(f.is_ok());
+  EXPECT_EQ(f.status().code(), StatusCode::kCorrupt);
+  EXPECT_NE(f.status().message().find("x.gguf: tensor 'blk.2.ffn_up.weight'"), std::string::npos)
+      << f.status().message();
+  EXPECT_NE(f.status().message().find("not a multiple of the Q5_K block size 256"),
             std::string::npos)
       << f.status().message();
 }

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <iterator>
 #include <limits>
 #include <random>
 #include <string>
@@ -24,7 +25,8 @@ using core::WeightType;
 
 constexpr WeightType kAllTypes[] = {WeightType::kF32,  WeightType::kF16,  WeightType::kBF16,
                                     WeightType::kQ8_0, WeightType::kQ4_0, WeightType::kQ4_1,
-                                    WeightType::kQ4_K, WeightType::kQ6_K};
+                                    WeightType::kQ4_K, WeightType::kQ6_K, WeightType::kQ5_0,
+                                    WeightType::kQ5_1, WeightType::kQ5_K};
 constexpr double kUnitRoundoff = 1.0 / (1 << 24);  // f32
 
 bool is_quantized(WeightType t) {
@@ -39,6 +41,9 @@ std::pair<int, int> code_bytes(WeightType t) {
     case WeightType::kQ4_1: return {4, 20};
     case WeightType::kQ4_K: return {16, 144};
     case WeightType::kQ6_K: return {0, 192};  // ql and qh
+    case WeightType::kQ5_0: return {2, 22};   // qh and qs
+    case WeightType::kQ5_1: return {4, 24};
+    case WeightType::kQ5_K: return {16, 176};
     default: return {0, 0};
   }
 }
@@ -78,6 +83,12 @@ std::vector<uint8_t> random_matrix(WeightType t, int64_t rows, int64_t cols, std
       case WeightType::kQ4_1: put_f16(b, d); put_f16(b + 2, -8.0f * d * (0.5f + uni(rng) * 0.5f)); break;
       case WeightType::kQ4_K: put_f16(b, mag(rng) / 16); put_f16(b + 2, mag(rng) / 16); break;
       case WeightType::kQ6_K: put_f16(b + 208, mag(rng) / 16); break;
+      case WeightType::kQ5_0: put_f16(b, d / 2); break;
+      case WeightType::kQ5_1:
+        put_f16(b, d / 2);
+        put_f16(b + 2, -8.0f * d * (0.5f + uni(rng) * 0.5f));
+        break;
+      case WeightType::kQ5_K: put_f16(b, mag(rng) / 32); put_f16(b + 2, mag(rng) / 32); break;
       default: break;
     }
   }
@@ -95,7 +106,8 @@ struct Reference {
 //    s_b / 512, or s_b / 256 where the residual's code is clamped to 127:
 //    error <= sum_c |W_rc| s_b / 256. (One int8 term alone is off by up to s_b / 2: 128 x more.)
 //  * f32 arithmetic: each partial sum lane adds about cols/8 terms, each term is a few roundings;
-//    with the offset terms (Q4_0's -8d, Q4_1's m, Q4_K's mins, Q6_K's -32) the summed magnitudes
+//    with the offset terms (Q4_0's -8d, Q5_0's -16d, Q4_1's and Q5_1's m, the K-quants' mins,
+//    Q6_K's -32) the summed magnitudes
 //    are sum_c (|W_rc| + 2 |offset_rc|) |x_c|. Bound: (cols/8 + 64) * 4u * that sum.
 // For the float types only the second term applies (x is used exactly).
 Reference reference(const Matrix& w, const std::vector<float>& x) {
@@ -208,18 +220,21 @@ TEST(MatvecMulti, MatchesReferenceAcrossMixedJobs) {
   std::mt19937 rng(99);
   const int64_t cols = 512;
   const WeightType types[] = {WeightType::kQ4_1, WeightType::kQ4_K, WeightType::kF32,
-                              WeightType::kQ8_0, WeightType::kQ6_K};
-  const int64_t heights[] = {576, 1, 111, 17, 64};
+                              WeightType::kQ8_0, WeightType::kQ6_K, WeightType::kQ5_K,
+                              WeightType::kQ5_0, WeightType::kQ5_1};
+  const int64_t heights[] = {576, 1, 111, 17, 64, 33, 5, 70};
+  constexpr int kJobs = int(std::size(types));
   std::vector<std::vector<uint8_t>> data;
   std::vector<Matrix> mats;
-  for (int i = 0; i < 5; ++i) data.push_back(random_matrix(types[i], heights[i], cols, rng));
-  for (int i = 0; i < 5; ++i) mats.push_back({types[i], heights[i], cols, data[size_t(i)].data()});
+  for (int i = 0; i < kJobs; ++i) data.push_back(random_matrix(types[i], heights[i], cols, rng));
+  for (int i = 0; i < kJobs; ++i)
+    mats.push_back({types[i], heights[i], cols, data[size_t(i)].data()});
   const auto xv = random_x(cols, rng);
   PreparedInput x(cols);
   x.prepare(xv.data(), cols);
-  std::vector<std::vector<float>> ys(5);
+  std::vector<std::vector<float>> ys(kJobs);
   std::vector<MatvecJob> jobs;
-  for (int i = 0; i < 5; ++i) {
+  for (int i = 0; i < kJobs; ++i) {
     ys[size_t(i)].assign(size_t(heights[i]), kPoison);
     jobs.push_back({&mats[size_t(i)], ys[size_t(i)].data()});
   }
@@ -227,7 +242,7 @@ TEST(MatvecMulti, MatchesReferenceAcrossMixedJobs) {
     core::ThreadPool pool(threads);
     for (auto& y : ys) std::fill(y.begin(), y.end(), kPoison);
     matvec_multi(jobs, x, pool);
-    for (int i = 0; i < 5; ++i) {
+    for (int i = 0; i < kJobs; ++i) {
       expect_close(ys[size_t(i)], reference(mats[size_t(i)], xv),
                    "multi job " + std::to_string(i) + " threads " + std::to_string(threads));
     }

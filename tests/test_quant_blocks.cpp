@@ -8,7 +8,8 @@
 // expressions in the same order (f16 scale -> f32, then d * q, d * q + m, (d * sc) * q - m1),
 // each correctly rounded. FMA contraction cannot change the result either: every product that
 // feeds an add is exact in f32 (an f16 scale has 11 significant bits, times a 4- to 8-bit
-// integer is at most 19 bits), so fusing it rounds nothing away. Checked: exact with GCC 12
+// integer is at most 19 bits; Q5_K's (d * sc) * q is 11 + 6 + 5 = 22 bits), so fusing it rounds
+// nothing away. Checked: exact with GCC 12
 // -O2 and clang 14 -O3 -march=native, also with -ffp-contract=fast (clang emits vfmadd here).
 #include <gtest/gtest.h>
 
@@ -78,7 +79,9 @@ INSTANTIATE_TEST_SUITE_P(
     testing::Values(Case{WeightType::kF32, "f32"}, Case{WeightType::kF16, "f16"},
                     Case{WeightType::kBF16, "bf16"}, Case{WeightType::kQ8_0, "q8_0"},
                     Case{WeightType::kQ4_0, "q4_0"}, Case{WeightType::kQ4_1, "q4_1"},
-                    Case{WeightType::kQ4_K, "q4_k"}, Case{WeightType::kQ6_K, "q6_k"}),
+                    Case{WeightType::kQ4_K, "q4_k"}, Case{WeightType::kQ6_K, "q6_k"},
+                    Case{WeightType::kQ5_0, "q5_0"}, Case{WeightType::kQ5_1, "q5_1"},
+                    Case{WeightType::kQ5_K, "q5_k"}),
     [](const testing::TestParamInfo<Case>& info) { return std::string(info.param.name); });
 
 // split_row_int8 (the CUDA upload's source for K-quants and mixed fused matrices) against the
@@ -125,7 +128,8 @@ INSTANTIATE_TEST_SUITE_P(
     BlockTypes, SplitRowInt8,
     testing::Values(Case{WeightType::kQ8_0, "q8_0"}, Case{WeightType::kQ4_0, "q4_0"},
                     Case{WeightType::kQ4_1, "q4_1"}, Case{WeightType::kQ4_K, "q4_k"},
-                    Case{WeightType::kQ6_K, "q6_k"}),
+                    Case{WeightType::kQ6_K, "q6_k"}, Case{WeightType::kQ5_0, "q5_0"},
+                    Case{WeightType::kQ5_1, "q5_1"}, Case{WeightType::kQ5_K, "q5_k"}),
     [](const testing::TestParamInfo<Case>& info) { return std::string(info.param.name); });
 
 TEST(QuantBlocks, Int8CodesOnlyForBlockTypes) {
@@ -137,7 +141,7 @@ TEST(QuantBlocks, Int8CodesOnlyForBlockTypes) {
 TEST(QuantBlocks, FixtureCoversEveryWeightType) {
   auto f = GgufFile::open(kFixture);
   ASSERT_TRUE(f.is_ok()) << f.status().message();
-  for (int t = 0; t <= int(WeightType::kQ6_K); ++t) {
+  for (int t = 0; t <= int(WeightType::kQ5_K); ++t) {
     const auto type = WeightType(t);
     bool found = false;
     for (const auto& info : f->tensors()) found |= info.name.ends_with(".raw") && info.weight_type == type;
@@ -146,7 +150,7 @@ TEST(QuantBlocks, FixtureCoversEveryWeightType) {
 }
 
 TEST(QuantBlocks, GgmlIdsMatchWeightTypes) {
-  for (int t = 0; t <= int(WeightType::kQ6_K); ++t) {
+  for (int t = 0; t <= int(WeightType::kQ5_K); ++t) {
     const auto type = WeightType(t);
     const uint32_t id = ggml_type_from_weight_type(type);
     EXPECT_EQ(weight_type_from_ggml(id), type);

@@ -112,7 +112,8 @@ TEST_P(SyntheticFormat, WeightStatistics) {
 INSTANTIATE_TEST_SUITE_P(Types, SyntheticFormat,
                          testing::Values(WeightType::kF32, WeightType::kF16, WeightType::kBF16,
                                          WeightType::kQ8_0, WeightType::kQ4_0, WeightType::kQ4_1,
-                                         WeightType::kQ4_K, WeightType::kQ6_K),
+                                         WeightType::kQ4_K, WeightType::kQ6_K, WeightType::kQ5_0,
+                                         WeightType::kQ5_1, WeightType::kQ5_K),
                          [](const auto& info) { return std::string(core::weight_type_name(info.param)); });
 
 TEST(Synthetic, DeterministicPerSeedWhateverTheThreads) {
@@ -155,6 +156,11 @@ TEST(Synthetic, RejectsUnsupportedTypesAndBadConfigs) {
   auto m = make_synthetic_model(spec);
   ASSERT_FALSE(m.is_ok());
   EXPECT_NE(m.status().message().find("not a multiple"), std::string::npos) << m.status().message();
+  spec.layer_type = WeightType::kQ5_K;
+  auto m5 = make_synthetic_model(spec);
+  ASSERT_FALSE(m5.is_ok());
+  EXPECT_NE(m5.status().message().find("not a multiple"), std::string::npos)
+      << m5.status().message();
   auto bad = small_spec(WeightType::kQ8_0);
   bad.config.n_layers = 0;
   EXPECT_FALSE(make_synthetic_model(bad).is_ok());

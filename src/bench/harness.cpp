@@ -77,7 +77,8 @@ bool is_available_backend(const std::string& b) { return b == "cpu" || b == "cud
 }  // namespace
 
 std::vector<std::string> synthetic_formats() {
-  return {"f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q4_K", "q6_K", "i8_row", "mdcsr", "bitmap_i8"};
+  return {"f32",  "f16",  "bf16", "q8_0", "q4_0",   "q4_1",  "q5_0",
+          "q5_1", "q4_K", "q5_K", "q6_K", "i8_row", "mdcsr", "bitmap_i8"};
 }
 
 core::TokenTraffic model_token_traffic(const core::Model& m, int64_t first_pos, int n_tokens,
@@ -165,8 +166,9 @@ Result<model::SyntheticSpec> make_synthetic_spec(const ShapeArgs& a) {
   const std::string head = !a.head_format.empty() ? a.head_format : sparse ? "q8_0" : a.layer_format;
   PDVM_ASSIGN_OR_RETURN(spec.head_type, parse_synthetic_format(head, "--head-format"));
   if (core::is_sparse(spec.head_type))
-    return unsupported("--head-format '" + head + "': the embedding / LM head cannot be sparse (available: "
-                       "f32, f16, bf16, q8_0, q4_0, q4_1, q4_K, q6_K, i8_row)");
+    return unsupported("--head-format '" + head +
+                       "': the embedding / LM head cannot be sparse (available: "
+                       "f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_K, q5_K, q6_K, i8_row)");
   if (a.sparsity) {
     if (!sparse)
       return invalid_argument("--sparsity applies to the sparse formats (mdcsr, bitmap_i8), not --format " +

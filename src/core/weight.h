@@ -13,7 +13,8 @@
 namespace pdvm::core {
 
 enum class WeightType : uint8_t {
-  kF32, kF16, kBF16, kQ8_0, kQ4_0, kQ4_1, kQ4_K, kQ6_K,
+  kF32, kF16, kBF16, kQ8_0, kQ4_0, kQ4_1, kQ4_K, kQ6_K, kQ5_0, kQ5_1, kQ5_K,
+  // (Files store types by name, never by number: pdvm_file.cpp writes weight_type_name.)
   // pdvm's own formats (docs/FORMAT.md; formats/int8_rows.h, mdcsr.h, bitmap_i8.h):
   kI8Row,     // dense int8, one f32 scale per row: each row is [f32 scale][int8 x cols]
   kMdCsr,     // sparse int8, delta-coded columns in chunks of 16 (Matrix::sparse holds the arrays)

@@ -25,7 +25,8 @@ namespace pdvm::cpu {
 //    256 * dot(w, q) + dot(w, q_lo) in int32 (two int8 dot products per weight vector, the
 //    unpacking of the weights shared), exact, then scale by s / 256 in f32.
 //  * per-block scale and scaled block sums of that two-term x (over 32 and over each 16), which
-//    the quantized weight paths use for their offsets (Q4_0's -8, Q4_1's +m, Q4_K's -min, Q6_K's -32).
+//    the quantized weight paths use for their offsets (Q4_0's -8, Q5_0's -16, Q4_1's and Q5_1's +m,
+//    the K-quants' -min, Q6_K's -32).
 // Memory is allocated only in the constructor; prepare() never allocates, so the decode loop does
 // not either. Not thread-safe to prepare() while a matvec reads it; concurrent matvecs reading
 // one prepared input are fine.

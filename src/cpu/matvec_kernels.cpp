@@ -129,7 +129,10 @@ RowKernel row_kernel(WeightType type) {
     case WeightType::kQ8_0:
     case WeightType::kQ4_0:
     case WeightType::kQ4_1:
+    case WeightType::kQ5_0:
+    case WeightType::kQ5_1:
     case WeightType::kQ4_K:
+    case WeightType::kQ5_K:
     case WeightType::kQ6_K: return nullptr;
     // pdvm's compressed formats: kernels in cpu/spmv.cpp
     case WeightType::kI8Row: return rows_i8_row;

@@ -19,8 +19,8 @@ using RowKernel = void (*)(const core::Matrix& w, const PreparedInput& x, float*
 // whose kernels precise_row_kernel gives.
 RowKernel row_kernel(core::WeightType type);
 
-// The two-term-x kernel for the GGUF quantized types (Q8_0, Q4_0, Q4_1, Q4_K, Q6_K); null for
-// every other type.
+// The two-term-x kernel for the GGUF quantized types (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K,
+// Q6_K); null for every other type.
 RowKernel precise_row_kernel(core::WeightType type);
 
 // Two-term quantization of blocks of 32 floats (see PreparedInput): hi/lo [32 * n_blocks],

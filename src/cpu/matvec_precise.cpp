@@ -1,10 +1,10 @@
-// Row kernels for the GGUF quantized types (Q8_0, Q4_0, Q4_1, Q4_K, Q6_K) against the two-term
-// int8 x of PreparedInput (x ~= s q + s/256 q_lo per block of 32), and that quantization.
-// Per block the int32 sum 256 * dot(codes, q) + dot(codes, q_lo) is exact (< 2^24, so its f32
-// conversion is too) and is scaled once by d * s / 256; offsets fold in through x's block sums.
-// AVX-512 VNNI: Q4_1 multiplies whole 64-byte loads of its row against x laid out along the row's
-// byte stream (q4_1_stream); Q4_0/Q8_0 walk pairs of blocks. Q4_K/Q6_K and AVX2 builds: 256-bit
-// per block. Scalar twins compute the same integer sums.
+// Row kernels for the GGUF quantized types (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K)
+// against the two-term int8 x of PreparedInput (x ~= s q + s/256 q_lo per block of 32), and that
+// quantization. Per block the int32 sum 256 * dot(codes, q) + dot(codes, q_lo) is exact (< 2^24, so
+// its f32 conversion is too) and is scaled once by d * s / 256; offsets fold in through x's block
+// sums. AVX-512 VNNI: Q4_1 multiplies whole 64-byte loads of its row against x laid out along the
+// row's byte stream (q4_1_stream); Q4_0/Q8_0 walk pairs of blocks. Q5_0/Q5_1, the K-quants and AVX2
+// builds: 256-bit per block. Scalar twins compute the same integer sums.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -36,6 +36,9 @@ using core::WeightType;
 using formats::BlockQ4_0;
 using formats::BlockQ4_1;
 using formats::BlockQ4_K;
+using formats::BlockQ5_0;
+using formats::BlockQ5_1;
+using formats::BlockQ5_K;
 using formats::BlockQ6_K;
 using formats::BlockQ8_0;
 using formats::kQK;
@@ -54,7 +57,9 @@ inline const Block* row_blocks(const Matrix& w, int64_t r) {
   return reinterpret_cast<const Block*>(w.row(r));
 }
 
-inline void q4_k_scales(const BlockQ4_K& b, uint8_t* sc, uint8_t* mn) {
+// Q4_K and Q5_K share the packed 6-bit scales and mins.
+template <typename Block>
+inline void q4_k_scales(const Block& b, uint8_t* sc, uint8_t* mn) {
   for (int j = 0; j < 8; ++j) formats::q4_k_scale_min(j, b.scales, &sc[j], &mn[j]);
 }
 
@@ -148,6 +153,89 @@ template <typename Block>
     }
     if (i < nb) block_q4(b[i], x, i, acc0, corr);
     y[r] = hsum(_mm256_add_ps(acc0, acc1)) + corr;
+  }
+}
+
+// Q5_0 / Q5_1's fifth bits: bit k of the u32 qh is code k's, so byte k of the result is 0x10
+// where it is set (code k in the order unpack_nibbles16 gives: low nibbles, then high).
+inline __m256i unpack_fifth_bits32(const uint8_t* qh) {
+  uint32_t bits;
+  std::memcpy(&bits, qh, 4);
+  // byte k takes qh byte k / 8 (each 128-bit half holds all 4, broadcast), then tests bit k % 8
+  const __m256i which = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+                                         2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+  const __m256i bit = _mm256_set1_epi64x(int64_t(0x8040201008040201ULL));
+  const __m256i bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(int32_t(bits)), which);
+  const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit), bit);
+  return _mm256_and_si256(set, _mm256_set1_epi8(0x10));
+}
+
+// One Q5_0 / Q5_1 block: codes 0..31 (dot2 takes unsigned codes up to 128); Q5_0's -16 and
+// Q5_1's +m fold in through x's block sum, as Q4_0's -8 and Q4_1's +m do.
+template <typename Block>
+inline void block_q5(const Block& b, const PreparedInput& x, int64_t i, __m256& acc, float& corr) {
+  const XBlock xb = x_block(x, i);
+  const float d = h2f(b.d);
+  const __m256i codes = _mm256_or_si256(unpack_nibbles16(b.qs), unpack_fifth_bits32(b.qh));
+  acc = fma_block(dot2(codes, xb.hi, xb.lo), d * x.q8_fine_scale()[i], acc);
+  if constexpr (std::is_same_v<Block, BlockQ5_1>) {
+    corr += h2f(b.m) * x.q8_scaled_sum32()[i];
+  } else {
+    corr -= 16.0f * d * x.q8_scaled_sum32()[i];
+  }
+}
+
+template <typename Block>
+void rows_q5(const Matrix& w, const PreparedInput& x, float* y, int64_t r0, int64_t r1) {
+  const int64_t nb = w.cols / kQK;
+  for (int64_t r = r0; r < r1; ++r) {
+    const Block* b = row_blocks<Block>(w, r);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    float corr = 0.0f;
+    int64_t i = 0;
+    for (; i + 1 < nb; i += 2) {
+      block_q5(b[i], x, i, acc0, corr);
+      block_q5(b[i + 1], x, i + 1, acc1, corr);
+    }
+    if (i < nb) block_q5(b[i], x, i, acc0, corr);
+    y[r] = hsum(_mm256_add_ps(acc0, acc1)) + corr;
+  }
+}
+
+// Q5_K: Q4_K's loop with each code's fifth bit (bit s of qh[l] for sub-block s) or-ed in as 0x10.
+void rows_q5_k(const Matrix& w, const PreparedInput& x, float* y, int64_t r0, int64_t r1) {
+  const int64_t nb = w.cols / kQK_K;
+  const float* xf = x.q8_fine_scale();
+  const float* xsum = x.q8_scaled_sum32();
+  const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+  // bit s of every byte of hb, moved to 0x10 (the 16-bit shifts cross no byte: and-ed to bit 0
+  // before the left shift)
+  const auto fifth = [&](__m256i hb, int s) {
+    return _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hb, _mm_cvtsi32_si128(s)), one), 4);
+  };
+  for (int64_t r = r0; r < r1; ++r) {
+    const BlockQ5_K* blocks = row_blocks<BlockQ5_K>(w, r);
+    __m256 acc = _mm256_setzero_ps();
+    float corr = 0.0f;
+    for (int64_t i = 0; i < nb; ++i) {
+      const BlockQ5_K& b = blocks[i];
+      const float d = h2f(b.d), dmin = h2f(b.dmin);
+      uint8_t sc[8], mn[8];
+      q4_k_scales(b, sc, mn);
+      const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh));
+      for (int g = 0; g < 4; ++g) {
+        const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + 32 * g));
+        const int64_t j = i * 8 + 2 * g;
+        const XBlock x0 = x_block(x, j), x1 = x_block(x, j + 1);
+        const __m256i lo = _mm256_or_si256(_mm256_and_si256(q, m4), fifth(hb, 2 * g));
+        const __m256i hi =
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), fifth(hb, 2 * g + 1));
+        acc = fma_block(dot2(lo, x0.hi, x0.lo), d * sc[2 * g] * xf[j], acc);
+        acc = fma_block(dot2(hi, x1.hi, x1.lo), d * sc[2 * g + 1] * xf[j + 1], acc);
+        corr += dmin * (float(mn[2 * g]) * xsum[j] + float(mn[2 * g + 1]) * xsum[j + 1]);
+      }
+    }
+    y[r] = hsum(acc) - corr;
   }
 }
 
@@ -479,6 +567,63 @@ void rows_q4_scalar(const Matrix& w, const PreparedInput& x, float* y, int64_t r
   }
 }
 
+// Q5_0 / Q5_1: codes 0..31 from the nibbles and the u32 qh (bit k is code k's fifth bit).
+template <typename Block>
+void rows_q5(const Matrix& w, const PreparedInput& x, float* y, int64_t r0, int64_t r1) {
+  const int64_t nb = w.cols / kQK;
+  for (int64_t r = r0; r < r1; ++r) {
+    const Block* b = row_blocks<Block>(w, r);
+    float sum = 0.0f;
+    for (int64_t i = 0; i < nb; ++i) {
+      uint32_t qh;
+      std::memcpy(&qh, b[i].qh, 4);
+      int32_t dot = 0;
+      for (int l = 0; l < kQK / 2; ++l) {
+        const int32_t c0 = int32_t((b[i].qs[l] & 0xF) | ((qh >> l) & 1) << 4);
+        const int32_t c1 = int32_t((b[i].qs[l] >> 4) | ((qh >> (l + 16)) & 1) << 4);
+        dot += c0 * xv(x, i * kQK + l) + c1 * xv(x, i * kQK + l + 16);
+      }
+      const float d = h2f(b[i].d);
+      sum += float(dot) * d * x.q8_fine_scale()[i];
+      if constexpr (std::is_same_v<Block, BlockQ5_1>) {
+        sum += h2f(b[i].m) * x.q8_scaled_sum32()[i];
+      } else {
+        sum -= 16.0f * d * x.q8_scaled_sum32()[i];
+      }
+    }
+    y[r] = sum;
+  }
+}
+
+void rows_q5_k(const Matrix& w, const PreparedInput& x, float* y, int64_t r0, int64_t r1) {
+  const int64_t nb = w.cols / kQK_K;
+  for (int64_t r = r0; r < r1; ++r) {
+    const BlockQ5_K* blocks = row_blocks<BlockQ5_K>(w, r);
+    float sum = 0.0f;
+    for (int64_t i = 0; i < nb; ++i) {
+      const BlockQ5_K& b = blocks[i];
+      const float d = h2f(b.d), dmin = h2f(b.dmin);
+      uint8_t sc[8], mn[8];
+      q4_k_scales(b, sc, mn);
+      for (int g = 0; g < 4; ++g) {
+        const int64_t j = i * 8 + 2 * g;
+        int32_t lo = 0, hi = 0;
+        for (int l = 0; l < 32; ++l) {
+          const int32_t c0 = int32_t((b.qs[32 * g + l] & 0xF) | ((b.qh[l] >> (2 * g)) & 1) << 4);
+          const int32_t c1 = int32_t((b.qs[32 * g + l] >> 4) | ((b.qh[l] >> (2 * g + 1)) & 1) << 4);
+          lo += c0 * xv(x, j * kQK + l);
+          hi += c1 * xv(x, (j + 1) * kQK + l);
+        }
+        sum += d * sc[2 * g] * x.q8_fine_scale()[j] * float(lo) +
+               d * sc[2 * g + 1] * x.q8_fine_scale()[j + 1] * float(hi);
+        sum -= dmin * (float(mn[2 * g]) * x.q8_scaled_sum32()[j] +
+                       float(mn[2 * g + 1]) * x.q8_scaled_sum32()[j + 1]);
+      }
+    }
+    y[r] = sum;
+  }
+}
+
 void rows_q4_k(const Matrix& w, const PreparedInput& x, float* y, int64_t r0, int64_t r1) {
   const int64_t nb = w.cols / kQK_K;
   for (int64_t r = r0; r < r1; ++r) {
@@ -554,7 +699,10 @@ RowKernel precise_row_kernel(WeightType type) {
     case WeightType::kQ4_0: return rows_q4_scalar<BlockQ4_0>;
     case WeightType::kQ4_1: return rows_q4_scalar<BlockQ4_1>;
 #endif
+    case WeightType::kQ5_0: return rows_q5<BlockQ5_0>;
+    case WeightType::kQ5_1: return rows_q5<BlockQ5_1>;
     case WeightType::kQ4_K: return rows_q4_k;
+    case WeightType::kQ5_K: return rows_q5_k;
     case WeightType::kQ6_K: return rows_q6_k;
     default: return nullptr;
   }

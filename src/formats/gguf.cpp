@@ -51,7 +51,8 @@ struct WeightTypeGgml { core::WeightType type; uint32_t ggml; };
 constexpr WeightTypeGgml kWeightTypes[] = {
     {core::WeightType::kF32, 0},   {core::WeightType::kF16, 1},   {core::WeightType::kBF16, 30},
     {core::WeightType::kQ8_0, 8},  {core::WeightType::kQ4_0, 2},  {core::WeightType::kQ4_1, 3},
-    {core::WeightType::kQ4_K, 12}, {core::WeightType::kQ6_K, 14},
+    {core::WeightType::kQ4_K, 12}, {core::WeightType::kQ6_K, 14}, {core::WeightType::kQ5_0, 6},
+    {core::WeightType::kQ5_1, 7},  {core::WeightType::kQ5_K, 13},
 };
 
 bool is_integer_type(GgufValueType t) {

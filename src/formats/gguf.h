@@ -77,7 +77,9 @@ uint32_t ggml_type_from_weight_type(core::WeightType type);
 
 struct GgufTensorInfo {
   std::string name;
-  uint32_t ggml_type = 0;                       // raw ggml type id (F32=0 F16=1 Q4_0=2 Q4_1=3 Q8_0=8 Q4_K=12 Q6_K=14 BF16=30 ...)
+  // raw ggml type id (F32=0 F16=1 Q4_0=2 Q4_1=3 Q5_0=6 Q5_1=7 Q8_0=8 Q4_K=12 Q5_K=13 Q6_K=14
+  // BF16=30 ...)
+  uint32_t ggml_type = 0;
   std::optional<core::WeightType> weight_type;  // set when pdvm supports the type
   std::vector<int64_t> dims;                    // ggml ne[], innermost (columns) first
   uint64_t offset = 0;                          // relative to the data section

@@ -56,6 +56,36 @@ void dequantize_row(WeightType type, const uint8_t* row, int64_t cols, float* ou
       }
       return;
     }
+    case WeightType::kQ5_0: {
+      const auto* b = reinterpret_cast<const BlockQ5_0*>(row);
+      for (int64_t i = 0; i < cols / kQK; ++i) {
+        const float d = f16_to_f32(b[i].d);
+        uint32_t qh;
+        std::memcpy(&qh, b[i].qh, 4);
+        for (int j = 0; j < kQK / 2; ++j) {
+          const int x0 = int((b[i].qs[j] & 0xF) | ((qh >> j) & 1) << 4) - 16;
+          const int x1 = int((b[i].qs[j] >> 4) | ((qh >> (j + 16)) & 1) << 4) - 16;
+          out[i * kQK + j] = d * x0;
+          out[i * kQK + j + kQK / 2] = d * x1;
+        }
+      }
+      return;
+    }
+    case WeightType::kQ5_1: {
+      const auto* b = reinterpret_cast<const BlockQ5_1*>(row);
+      for (int64_t i = 0; i < cols / kQK; ++i) {
+        const float d = f16_to_f32(b[i].d), m = f16_to_f32(b[i].m);
+        uint32_t qh;
+        std::memcpy(&qh, b[i].qh, 4);
+        for (int j = 0; j < kQK / 2; ++j) {
+          const int x0 = int((b[i].qs[j] & 0xF) | ((qh >> j) & 1) << 4);
+          const int x1 = int((b[i].qs[j] >> 4) | ((qh >> (j + 16)) & 1) << 4);
+          out[i * kQK + j] = d * x0 + m;
+          out[i * kQK + j + kQK / 2] = d * x1 + m;
+        }
+      }
+      return;
+    }
     case WeightType::kQ4_K: {
       const auto* b = reinterpret_cast<const BlockQ4_K*>(row);
       for (int64_t i = 0; i < cols / kQK_K; ++i) {
@@ -71,6 +101,30 @@ void dequantize_row(WeightType type, const uint8_t* row, int64_t cols, float* ou
           const float d2 = d * sc, m2 = dmin * m;
           for (int l = 0; l < 32; ++l) y[g * 64 + l] = d1 * (q[l] & 0xF) - m1;
           for (int l = 0; l < 32; ++l) y[g * 64 + 32 + l] = d2 * (q[l] >> 4) - m2;
+          q += 32;
+        }
+      }
+      return;
+    }
+    case WeightType::kQ5_K: {
+      const auto* b = reinterpret_cast<const BlockQ5_K*>(row);
+      for (int64_t i = 0; i < cols / kQK_K; ++i) {
+        const float d = f16_to_f32(b[i].d), dmin = f16_to_f32(b[i].dmin);
+        const uint8_t* q = b[i].qs;
+        const uint8_t* qh = b[i].qh;
+        float* y = out + i * kQK_K;
+        // as Q4_K (group g: low nibbles are sub-block 2g, high nibbles 2g+1), and bit s of qh[l]
+        // is the fifth bit of weight l of sub-block s
+        for (int g = 0; g < 4; ++g) {
+          uint8_t sc, m;
+          q4_k_scale_min(2 * g, b[i].scales, &sc, &m);
+          const float d1 = d * sc, m1 = dmin * m;
+          q4_k_scale_min(2 * g + 1, b[i].scales, &sc, &m);
+          const float d2 = d * sc, m2 = dmin * m;
+          for (int l = 0; l < 32; ++l)
+            y[g * 64 + l] = d1 * int((q[l] & 0xF) | ((qh[l] >> (2 * g)) & 1) << 4) - m1;
+          for (int l = 0; l < 32; ++l)
+            y[g * 64 + 32 + l] = d2 * int((q[l] >> 4) | ((qh[l] >> (2 * g + 1)) & 1) << 4) - m2;
           q += 32;
         }
       }
@@ -120,7 +174,8 @@ void dequantize_row(WeightType type, const uint8_t* row, int64_t cols, float* ou
 
 bool has_int8_codes(WeightType type) {
   return type == WeightType::kQ8_0 || type == WeightType::kQ4_0 || type == WeightType::kQ4_1 ||
-         type == WeightType::kQ4_K || type == WeightType::kQ6_K;
+         type == WeightType::kQ5_0 || type == WeightType::kQ5_1 || type == WeightType::kQ4_K ||
+         type == WeightType::kQ5_K || type == WeightType::kQ6_K;
 }
 
 // Written against the dequantizers above, term by term: the same scale (d, d * sc) and offset
@@ -137,6 +192,15 @@ void split_row_int8(WeightType type, const uint8_t* row, int64_t cols, int8_t* q
     for (int j = 0; j < kQK / 2; ++j) {
       y[j] = int8_t((qs[j] & 0xF) - bias);
       y[j + kQK / 2] = int8_t((qs[j] >> 4) - bias);
+    }
+  };
+  // Q5_0/Q5_1: the nibbles plus bit j (weight j) and bit j + 16 (weight j + 16) of the u32 qh
+  auto fifths = [](const uint8_t* qs, const uint8_t* qh_bytes, int bias, int8_t* y) {
+    uint32_t qh;
+    std::memcpy(&qh, qh_bytes, 4);
+    for (int j = 0; j < kQK / 2; ++j) {
+      y[j] = int8_t(int((qs[j] & 0xF) | ((qh >> j) & 1) << 4) - bias);
+      y[j + kQK / 2] = int8_t(int((qs[j] >> 4) | ((qh >> (j + 16)) & 1) << 4) - bias);
     }
   };
   switch (type) {
@@ -164,6 +228,22 @@ void split_row_int8(WeightType type, const uint8_t* row, int64_t cols, int8_t* q
       }
       return;
     }
+    case WeightType::kQ5_0: {
+      const auto* b = reinterpret_cast<const BlockQ5_0*>(row);
+      for (int64_t i = 0; i < cols / kQK; ++i) {
+        fifths(b[i].qs, b[i].qh, 16, q + i * kQK);
+        set_block32(i, f16_to_f32(b[i].d), 0.0f);
+      }
+      return;
+    }
+    case WeightType::kQ5_1: {
+      const auto* b = reinterpret_cast<const BlockQ5_1*>(row);
+      for (int64_t i = 0; i < cols / kQK; ++i) {
+        fifths(b[i].qs, b[i].qh, 0, q + i * kQK);
+        set_block32(i, f16_to_f32(b[i].d), f16_to_f32(b[i].m));
+      }
+      return;
+    }
     case WeightType::kQ4_K: {
       const auto* b = reinterpret_cast<const BlockQ4_K*>(row);
       for (int64_t i = 0; i < cols / kQK_K; ++i) {
@@ -179,6 +259,27 @@ void split_row_int8(WeightType type, const uint8_t* row, int64_t cols, int8_t* q
           int8_t* y = q + i * kQK_K + 32 * s;
           const uint8_t* src = qs + 32 * (s / 2);
           for (int l = 0; l < 32; ++l) y[l] = int8_t(s % 2 == 0 ? (src[l] & 0xF) : (src[l] >> 4));
+        }
+      }
+      return;
+    }
+    case WeightType::kQ5_K: {
+      const auto* b = reinterpret_cast<const BlockQ5_K*>(row);
+      for (int64_t i = 0; i < cols / kQK_K; ++i) {
+        const float d = f16_to_f32(b[i].d), dmin = f16_to_f32(b[i].dmin);
+        // as Q4_K, each code with its fifth bit: bit s of qh[l] for weight l of sub-block s
+        for (int s = 0; s < 8; ++s) {
+          uint8_t sc, mn;
+          q4_k_scale_min(s, b[i].scales, &sc, &mn);
+          const int64_t k = i * (kQK_K / 16) + 2 * s;
+          scale[k] = scale[k + 1] = d * sc;
+          offset[k] = offset[k + 1] = -(dmin * mn);
+          int8_t* y = q + i * kQK_K + 32 * s;
+          const uint8_t* src = b[i].qs + 32 * (s / 2);
+          for (int l = 0; l < 32; ++l) {
+            const int low = s % 2 == 0 ? (src[l] & 0xF) : (src[l] >> 4);
+            y[l] = int8_t(low | ((b[i].qh[l] >> s) & 1) << 4);
+          }
         }
       }
       return;

@@ -177,7 +177,7 @@ class GgufTensors {
     if (!t->weight_type)
       return unsupported("tensor '" + name + "' has ggml type " + std::to_string(t->ggml_type) +
                          ", which pdvm does not run (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, "
-                         "Q4_K, Q6_K)");
+                         "Q5_0, Q5_1, Q4_K, Q5_K, Q6_K)");
     if (t->dims != std::vector<int64_t>{cols, rows})
       return invalid_argument("tensor '" + name + "' has dims " + shape_str(t->dims) +
                               ", expected " + shape_str({cols, rows}) + " from the metadata");

@@ -49,6 +49,7 @@ struct Rng {
 constexpr double kStdInt8 = 73.9004;   // sqrt((256^2 - 1) / 12)
 constexpr double kStdNibble = 4.6098;  // sqrt((16^2 - 1) / 12)
 constexpr double kStdQ6 = 18.4730;     // sqrt((64^2 - 1) / 12): Q6_K's codes q - 32
+constexpr double kStdQ5 = 9.2331;      // sqrt((32^2 - 1) / 12): the 5-bit codes of Q5_0/Q5_1/Q5_K
 constexpr double kSqrt3 = 1.7320508075688772;
 
 // Mean of q^2 for q uniform over +-1..+-127: (1/127) * sum_{k=1..127} k^2 = 128 * 255 / 6.
@@ -58,12 +59,26 @@ constexpr double kMeanSqNonzeroInt8 = 5440.0;
 // bytes) are the same whatever the thread count; 64 rows of 17920 int8 are 1.1 MB per thread.
 constexpr int64_t kInt8BlockRows = 64;
 
+// Q4_K / Q5_K: stores the 6-bit scale and min of sub-block j (0..7) into the 12 packed bytes
+// (zeroed first), the inverse of formats::q4_k_scale_min.
+void pack_k_scale_min(int j, int sc, int mn, uint8_t* scales) {
+  if (j < 4) {
+    scales[j] |= uint8_t(sc);
+    scales[j + 4] |= uint8_t(mn);
+  } else {
+    scales[j + 4] = uint8_t((sc & 0xF) | ((mn & 0xF) << 4));
+    scales[j - 4] |= uint8_t((sc >> 4) << 6);
+    scales[j] |= uint8_t((mn >> 4) << 6);
+  }
+}
+
 bool is_pdvm_int8(WeightType t) { return t == WeightType::kI8Row || core::is_sparse(t); }
 
 bool supported_layer(WeightType t) {
   return t == WeightType::kF32 || t == WeightType::kF16 || t == WeightType::kBF16 ||
          t == WeightType::kQ8_0 || t == WeightType::kQ4_0 || t == WeightType::kQ4_1 ||
-         t == WeightType::kQ4_K || t == WeightType::kQ6_K || is_pdvm_int8(t);
+         t == WeightType::kQ5_0 || t == WeightType::kQ5_1 || t == WeightType::kQ4_K ||
+         t == WeightType::kQ5_K || t == WeightType::kQ6_K || is_pdvm_int8(t);
 }
 // The embedding is read one row at a time (dequantize_row): the sparse types have no such rows.
 bool supported_head(WeightType t) { return supported_layer(t) && !core::is_sparse(t); }
@@ -162,6 +177,30 @@ void fill_row(WeightType t, int64_t cols, double sd, Rng& rng, uint8_t* dst) {
       }
       return;
     }
+    case WeightType::kQ5_0: {
+      // codes q - 16 uniform over [-16, 15]
+      auto* b = reinterpret_cast<formats::BlockQ5_0*>(dst);
+      const double base = sd / kStdQ5;
+      for (int64_t k = 0; k < cols / formats::kQK; ++k) {
+        b[k].d = core::f32_to_f16(float(base * (0.75 + 0.5 * rng.uniform())));
+        rng.fill(b[k].qh, sizeof(b[k].qh));
+        rng.fill(b[k].qs, sizeof(b[k].qs));
+      }
+      return;
+    }
+    case WeightType::kQ5_1: {
+      auto* b = reinterpret_cast<formats::BlockQ5_1*>(dst);
+      const double base = sd / kStdQ5;
+      for (int64_t k = 0; k < cols / formats::kQK; ++k) {
+        const double d = base * (0.75 + 0.5 * rng.uniform());
+        b[k].d = core::f32_to_f16(float(d));
+        // centre the block: codes average 15.5, so m ~ -15.5 d, jittered by up to half a step
+        b[k].m = core::f32_to_f16(float(-15.5 * d + (rng.uniform() - 0.5) * d));
+        rng.fill(b[k].qh, sizeof(b[k].qh));
+        rng.fill(b[k].qs, sizeof(b[k].qs));
+      }
+      return;
+    }
     case WeightType::kQ4_K: {
       // per sub-block a 6-bit scale in [32, 63] and a minimum that centres it (nibbles average
       // 7.5: dmin * m ~ 7.5 d sc with dmin = 8 d); w = d sc q - dmin m has std ~ d * 47.5 * 4.6
@@ -174,15 +213,27 @@ void fill_row(WeightType t, int64_t cols, double sd, Rng& rng, uint8_t* dst) {
         std::memset(b[k].scales, 0, sizeof(b[k].scales));
         for (int j = 0; j < 8; ++j) {
           const int sc = 32 + int(rng.next() % 32), mn = int(std::lround(7.5 * sc / 8.0));
-          if (j < 4) {  // the inverse of formats::q4_k_scale_min
-            b[k].scales[j] |= uint8_t(sc);
-            b[k].scales[j + 4] |= uint8_t(mn);
-          } else {
-            b[k].scales[j + 4] = uint8_t((sc & 0xF) | ((mn & 0xF) << 4));
-            b[k].scales[j - 4] |= uint8_t((sc >> 4) << 6);
-            b[k].scales[j] |= uint8_t((mn >> 4) << 6);
-          }
+          pack_k_scale_min(j, sc, mn, b[k].scales);
         }
+        rng.fill(b[k].qs, sizeof(b[k].qs));
+      }
+      return;
+    }
+    case WeightType::kQ5_K: {
+      // as Q4_K with 5-bit codes (average 15.5): dmin = 16 d keeps the centring minimum
+      // m ~ 15.5 sc / 16 within 6 bits; w = d sc q - dmin m has std ~ d * 47.5 * 9.2
+      auto* b = reinterpret_cast<formats::BlockQ5_K*>(dst);
+      const double base = sd / (kStdQ5 * 47.5);
+      for (int64_t k = 0; k < cols / formats::kQK_K; ++k) {
+        const double d = base * (0.75 + 0.5 * rng.uniform());
+        b[k].d = core::f32_to_f16(float(d));
+        b[k].dmin = core::f32_to_f16(float(16.0 * d));
+        std::memset(b[k].scales, 0, sizeof(b[k].scales));
+        for (int j = 0; j < 8; ++j) {
+          const int sc = 32 + int(rng.next() % 32), mn = int(std::lround(15.5 * sc / 16.0));
+          pack_k_scale_min(j, sc, mn, b[k].scales);
+        }
+        rng.fill(b[k].qh, sizeof(b[k].qh));
         rng.fill(b[k].qs, sizeof(b[k].qs));
       }
       return;
@@ -396,13 +447,13 @@ Result<core::Model> make_synthetic_model(const SyntheticSpec& spec, ProgressFn p
   PDVM_TRY(c.validate().with_context("synthetic model '" + spec.shape + "'"));
   if (!supported_layer(spec.layer_type))
     return unsupported("synthetic model: weight type " + std::string(core::weight_type_name(spec.layer_type)) +
-                       " is not generated (supported: f32, f16, bf16, q8_0, q4_0, q4_1, q4_K, q6_K, "
-                       "i8_row, mdcsr, bitmap_i8)");
+                       " is not generated (supported: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, "
+                       "q5_1, q4_K, q5_K, q6_K, i8_row, mdcsr, bitmap_i8)");
   if (!supported_head(spec.head_type))
     return unsupported("synthetic model: embedding / LM head type " +
                        std::string(core::weight_type_name(spec.head_type)) +
-                       " is not generated (supported: f32, f16, bf16, q8_0, q4_0, q4_1, q4_K, q6_K, "
-                       "i8_row)");
+                       " is not generated (supported: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, "
+                       "q5_1, q4_K, q5_K, q6_K, i8_row)");
   if (!(spec.sparsity >= 0.0 && spec.sparsity < 1.0))
     return invalid_argument("synthetic model: sparsity " + std::to_string(spec.sparsity) +
                             " is not in [0, 1)");

@@ -69,7 +69,8 @@ CLI::App* add_bench_command(CLI::App& app) {
   cmd->add_option("--n-layers", o.shape.n_layers, "synthetic: layer count")->check(CLI::PositiveNumber);
   cmd->add_option("--layers", o.shape.layers, "keep only the first N layers")->check(CLI::PositiveNumber);
   cmd->add_option("--format", a.format,
-                  "synthetic layer weights: f32 f16 bf16 q8_0 q4_0 q4_1 q4_K q6_K i8_row mdcsr bitmap_i8 (default q8_0)");
+                  "synthetic layer weights: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q4_K q5_K q6_K "
+                  "i8_row mdcsr bitmap_i8 (default q8_0)");
   cmd->add_option("--head-format", a.head_format,
                   "synthetic embedding / LM head weights (default: --format; q8_0 for mdcsr, bitmap_i8)");
   a.sparsity_opt = cmd->add_option("--sparsity", a.sparsity,
