@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <optional>
 #include <random>
 #include <vector>
 
@@ -154,6 +155,9 @@ struct Case {
   int layers;
   WeightType type;
   bool variant;  // interleaved partial rope, llama3 scaling, qkv bias, sliding window
+  // When set: wv, w_down and the LM head of this type instead, as llama.cpp's _K_M files mix
+  // them (Q5_K_M: Q6_K there), so q|k|v fuses two block types (converted to q8_16 at upload).
+  std::optional<WeightType> mix = std::nullopt;
 };
 
 std::string case_name(const testing::TestParamInfo<Case>& info) { return info.param.name; }
@@ -182,6 +186,19 @@ TEST_P(CudaBackendTest, MatchesHostReference) {
   }
   auto model = model::make_synthetic_model(*spec);
   ASSERT_TRUE(model.is_ok()) << model.status().message();
+  if (tc.mix) {
+    auto donor_spec = *spec;
+    donor_spec.layer_type = donor_spec.head_type = *tc.mix;
+    donor_spec.seed += 1;
+    auto donor = model::make_synthetic_model(donor_spec);
+    ASSERT_TRUE(donor.is_ok()) << donor.status().message();
+    for (size_t l = 0; l < model->layers.size(); ++l) {
+      model->layers[l].wv = donor->layers[l].wv;
+      model->layers[l].w_down = donor->layers[l].w_down;
+    }
+    model->output = donor->output;
+    for (auto& buf : donor->storage) model->storage.push_back(buf);  // keeps the views alive
+  }
   const core::ModelConfig& c = model->config;
   const int ctx = 48, chunk = 16;  // 3 chunks: the split/merge path is exercised
   const std::vector<int> checked = {0, 1, 37, ctx - 2, ctx - 1};
@@ -302,7 +319,14 @@ INSTANTIATE_TEST_SUITE_P(
                     // K-quants, converted at upload (Q4_K -> q4_1, Q6_K -> q8_16): d_model and
                     // d_ff must be multiples of 256, so Phi-4's shape, not SmolLM2's
                     Case{"phi4_1layer_q4_k", "phi-4", 1, WeightType::kQ4_K, false},
-                    Case{"phi4_1layer_q6_k", "phi-4", 1, WeightType::kQ6_K, false}),
+                    Case{"phi4_1layer_q6_k", "phi-4", 1, WeightType::kQ6_K, false},
+                    // Q5 types, converted at upload to q8_16; Q5_K_M's mix with Q6_K fuses q|k|v
+                    // of two block types
+                    Case{"phi4_1layer_q5_0", "phi-4", 1, WeightType::kQ5_0, false},
+                    Case{"phi4_1layer_q5_1", "phi-4", 1, WeightType::kQ5_1, false},
+                    Case{"phi4_1layer_q5_k", "phi-4", 1, WeightType::kQ5_K, false},
+                    Case{"phi4_1layer_q5_k_m", "phi-4", 1, WeightType::kQ5_K, false,
+                         WeightType::kQ6_K}),
     case_name);
 
 TEST(CudaBackendErrors, RejectsBadInputsWithStatus) {

@@ -10,13 +10,14 @@
 // Skips (with the reason) without a GPU.
 //
 // Tolerance, max over positions of the relative L2 error of the logits, per weight format: 2e-3
-// for all (f32, f16, bf16, q8_0, q4_0, q4_1, q4_K, q6_K, i8_row, mdcsr, bitmap_i8). Both backends
-// read the same weight values, so the format adds no error, except q4_K / q6_K, whose scales and
-// offsets the GPU upload rounds to f16 (<= 2^-11 relative per block; the Q4_K_M fixture measured
-// 1.4e-3 on the H100). What differs otherwise is f32 accumulation on the GPU (~1e-6), __expf, and
-// the GPU's f16 KV cache (each K/V element rounded to 11 bits: ~1e-4 relative per element, which
-// attention and the residual stream carry to ~1e-4..1e-3 on the logits). A wrong index, missing
-// write (the CUDA outputs are NaN-poisoned) or wrong rotation gives O(1) errors.
+// for all (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_K, q6_K, i8_row, mdcsr, bitmap_i8).
+// Both backends read the same weight values, so the format adds no error (q5_0 / q5_1 reach the GPU
+// as q8_16 with their own f16 d and m, exactly), except q4_K / q6_K, whose scales and offsets the
+// GPU upload rounds to f16 (<= 2^-11 relative per block; the Q4_K_M fixture measured 1.4e-3 on the
+// H100). What differs otherwise is f32 accumulation on the GPU (~1e-6), __expf, and the GPU's f16
+// KV cache (each K/V element rounded to 11 bits: ~1e-4 relative per element, which attention and
+// the residual stream carry to ~1e-4..1e-3 on the logits). A wrong index, missing write (the CUDA
+// outputs are NaN-poisoned) or wrong rotation gives O(1) errors.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -56,8 +57,8 @@ using core::WeightType;
     case WeightType::kF32:
     case WeightType::kF16:
     case WeightType::kBF16: return 2e-3;
-    default: return 2e-3;  // q8_0, q4_0, q4_1, i8_row, mdcsr, bitmap_i8: same weights on both
-                           // sides; q4_K, q6_K: f16-rounded scales on the GPU (see above)
+    default: return 2e-3;  // q8_0, q4_0, q4_1, q5_0, q5_1, i8_row, mdcsr, bitmap_i8: same weights
+                           // on both sides; q4_K, q6_K: f16-rounded scales on the GPU (see above)
   }
 }
 
@@ -222,7 +223,8 @@ TEST_P(CudaVsCpuSynthetic, LogitsMatchCpuReference) {
 
 INSTANTIATE_TEST_SUITE_P(Formats, CudaVsCpuSynthetic,
                          testing::Values(WeightType::kBF16, WeightType::kF16, WeightType::kQ8_0,
-                                         WeightType::kQ4_0, WeightType::kQ4_1),
+                                         WeightType::kQ4_0, WeightType::kQ4_1, WeightType::kQ5_0,
+                                         WeightType::kQ5_1),
                          [](const testing::TestParamInfo<WeightType>& i) {
                            return std::string(core::weight_type_name(i.param));
                          });

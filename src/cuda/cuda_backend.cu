@@ -42,13 +42,18 @@ Result<Fmt> device_fmt(WeightType t) {
     case WeightType::kQ4_1: return Fmt::kQ4_1;
     case WeightType::kQ4_K: return Fmt::kQ4_1;   // converted at upload (convert_row)
     case WeightType::kQ6_K: return Fmt::kQ8_16;  // converted at upload (convert_row)
+    // converted at upload (convert_row): codes q5 - 16 (Q5_0) or 0..31 with offset m (Q5_1) or
+    // -dmin * min (Q5_K)
+    case WeightType::kQ5_0:
+    case WeightType::kQ5_1:
+    case WeightType::kQ5_K: return Fmt::kQ8_16;
     case WeightType::kMdCsr: return Fmt::kMdCsr;
     case WeightType::kI8Row: return Fmt::kI8Row;
     case WeightType::kBitmapI8: return Fmt::kBitmapI8;
     default:
       return unsupported("CUDA backend: weight type " + std::string(core::weight_type_name(t)) +
-                         " has no kernel yet (supported: f32, f16, bf16, q8_0, q4_0, q4_1, q4_K, "
-                         "q6_K, i8_row, mdcsr, bitmap_i8)");
+                         " has no kernel yet (supported: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, "
+                         "q5_1, q4_K, q5_K, q6_K, i8_row, mdcsr, bitmap_i8)");
   }
 }
 
@@ -171,8 +176,9 @@ bool to_f16(float v, uint8_t* dst) {
 }
 
 // Converts a row of a block type into kQ4_1 (all-Q4_K matrices: one scale and min per 32, codes
-// 0..15) or kQ8_16 (Q6_K and mixed block types), rounding the f32 scale and offset products to
-// f16 (relative error <= 2^-11; the CPU reference keeps them in f32). False: a scale overflows.
+// 0..15) or kQ8_16 (Q6_K, Q5_0, Q5_1, Q5_K and mixed block types), rounding the f32 scale and
+// offset products to f16 (relative error <= 2^-11; the CPU reference keeps them in f32). False: a
+// scale overflows.
 bool convert_row(Fmt f, WeightType t, const uint8_t* src, int64_t cols, uint8_t* dst_values,
                  uint8_t* dst_scales, SplitRow& sp) {
   sp.split(t, src, cols);
@@ -507,7 +513,8 @@ Status plan_matrix(MatrixJob& job, core::ThreadPool& pool) {
   const core::Matrix& first = *job.rows[0].m;
   bool mixed = false;
   for (const RowSource& r : job.rows) {
-    // Block types of one width fuse through kQ8_16 (Q4_K_M: q|k Q4_K, v Q6_K); other mixes do not.
+    // Block types fuse through kQ8_16 (Q4_K_M: q|k Q4_K, v Q6_K; Q5_K_M: q|k Q5_K, v Q6_K); other
+    // mixes do not.
     const bool both_blocks = formats::has_int8_codes(r.m->type) && formats::has_int8_codes(first.type);
     if ((r.m->type != first.type && !both_blocks) || r.m->cols != first.cols)
       return unsupported("CUDA backend: " + job.name + " fuses matrices of different types or "
