@@ -496,7 +496,8 @@ Result<BenchReport> run_bench(const BenchOptions& o, const ProgressSink& progres
       d.launches_per_token = cuda_backend->launches_per_token();
       d.ms_head = 0;
       if (const std::string st = cuda_backend->stage_report(); !st.empty())
-        std::fprintf(stderr, "stage times at depth %d (token mode):\n%s", depth, st.c_str());
+        std::fprintf(stderr, "stage times at depth %d (%s mode):\n%s", depth, o.gpu_mode.c_str(),
+                     st.c_str());
     }
 #endif
     r.results.push_back(d);

@@ -960,7 +960,7 @@ Status CudaBackendImpl::init(const core::Model& model, const CudaOptions& opt) {
   cfg_.stream = stream_;
   PDVM_TRY(configure_kernels(smem, prop.multiProcessorCount, &cfg_));
 #ifdef PDVM_CUDA_STAGE_TIMER
-  if (opt.mode == Mode::kToken) {  // a diagnostic build: its own small allocation
+  if (opt.mode != Mode::kOps) {  // a diagnostic build: its own small allocation
     const size_t n = size_t(c.n_layers) * kStageMarks * size_t(cfg_.grid_token) * 8;
     void* p = nullptr;
     PDVM_TRY(alloc_device(&p, n, "stage timer marks"));
