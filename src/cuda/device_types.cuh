@@ -28,9 +28,10 @@ namespace pdvm::cuda {
 //          zeros), bit-reversed: bit 31 of word w is column 32w (bitmap_matvec.cuh). row_bytes 0.
 //   kQ8_16: int8 codes [rows][cols] (as kQ8_0); half2 (scale, offset) per 16 codes
 //          [rows][cols/16], w = scale * q + offset, the offset non-zero only in the first 16 of
-//          each 32 (it multiplies the block's sum of x). What Q6_K, and fused matrices that mix
-//          block types (Q4_K_M's q|k|v), are converted into (formats::split_row_int8); a matrix
-//          all Q4_K becomes kQ4_1 (same split: a 6-bit scale and min per 32).
+//          each 32 (it multiplies the block's sum of x). What Q5_0, Q5_1, Q5_K, Q6_K, and fused
+//          matrices that mix block types (Q4_K_M's q|k|v), are converted into
+//          (formats::split_row_int8); a matrix all Q4_K becomes kQ4_1 (same split: a 6-bit scale
+//          and min per 32).
 enum class Fmt : int { kF32, kF16, kBF16, kQ8_0, kQ4_0, kQ4_1, kMdCsr, kI8Row, kBitmapI8, kQ8_16 };
 
 // kBitmapI8: where the masks start in `scales`, in 4-byte words (16-byte aligned). The masks
