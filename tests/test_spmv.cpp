@@ -15,6 +15,7 @@
 
 #include <cmath>
 #include <random>
+#include <string_view>
 
 #include "core/thread_pool.h"
 #include "cpu/matvec.h"
@@ -116,7 +117,10 @@ void check_matrix(WeightType type, const formats::QuantizedMatrix& qm, uint32_t 
     xerr[size_t(c)] = type == WeightType::kMdCsr ? double(px.x16_scale()) * 0.5
                                                  : double(px.q8_fine_scale()[c / 32]) * 0.5;
   }
-  const bool uses_q8 = type != WeightType::kMdCsr;
+  // The AVX-512 kernels multiply x's two-term int8 codes (MdCSR: its 16-bit codes); the scalar
+  // fallbacks of non-AVX-512 builds (e.g. PDVM_NATIVE=OFF) multiply x in f32.
+  const bool scalar = std::string_view(cpu::spmv_isa()) == "scalar";
+  const bool uses_q8 = type != WeightType::kMdCsr && !scalar;
   std::vector<double> y_ref, mag, y_true, mag_true, err_bound, dummy;
   reference(qm, uses_q8 ? xq : xf, y_ref, mag);
   reference(qm, xf, y_true, mag_true);
