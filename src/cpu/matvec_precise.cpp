@@ -202,8 +202,11 @@ void rows_q5(const Matrix& w, const PreparedInput& x, float* y, int64_t r0, int6
   }
 }
 
-// Q5_K: Q4_K's loop with each code's fifth bit (bit s of qh[l] for sub-block s) or-ed in as 0x10.
-void rows_q5_k(const Matrix& w, const PreparedInput& x, float* y, int64_t r0, int64_t r1) {
+// Q4_K and Q5_K: 4 groups of 32 bytes per super-block, low nibbles sub-block 2g, high nibbles
+// 2g+1; Q5_K ors in each code's fifth bit (bit s of qh[l] for sub-block s) as 0x10.
+template <typename Block>
+void rows_q4_5_k(const Matrix& w, const PreparedInput& x, float* y, int64_t r0, int64_t r1) {
+  constexpr bool kFifth = std::is_same_v<Block, BlockQ5_K>;
   const int64_t nb = w.cols / kQK_K;
   const float* xf = x.q8_fine_scale();
   const float* xsum = x.q8_scaled_sum32();
@@ -214,53 +217,27 @@ void rows_q5_k(const Matrix& w, const PreparedInput& x, float* y, int64_t r0, in
     return _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hb, _mm_cvtsi32_si128(s)), one), 4);
   };
   for (int64_t r = r0; r < r1; ++r) {
-    const BlockQ5_K* blocks = row_blocks<BlockQ5_K>(w, r);
+    const Block* blocks = row_blocks<Block>(w, r);
     __m256 acc = _mm256_setzero_ps();
     float corr = 0.0f;
     for (int64_t i = 0; i < nb; ++i) {
-      const BlockQ5_K& b = blocks[i];
+      const Block& b = blocks[i];
       const float d = h2f(b.d), dmin = h2f(b.dmin);
       uint8_t sc[8], mn[8];
       q4_k_scales(b, sc, mn);
-      const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh));
+      __m256i hb = _mm256_setzero_si256();
+      if constexpr (kFifth) hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh));
       for (int g = 0; g < 4; ++g) {
         const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + 32 * g));
         const int64_t j = i * 8 + 2 * g;
         const XBlock x0 = x_block(x, j), x1 = x_block(x, j + 1);
-        const __m256i lo = _mm256_or_si256(_mm256_and_si256(q, m4), fifth(hb, 2 * g));
-        const __m256i hi =
-            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), fifth(hb, 2 * g + 1));
+        __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+        if constexpr (kFifth) {
+          lo = _mm256_or_si256(lo, fifth(hb, 2 * g));
+          hi = _mm256_or_si256(hi, fifth(hb, 2 * g + 1));
+        }
         acc = fma_block(dot2(lo, x0.hi, x0.lo), d * sc[2 * g] * xf[j], acc);
         acc = fma_block(dot2(hi, x1.hi, x1.lo), d * sc[2 * g + 1] * xf[j + 1], acc);
-        corr += dmin * (float(mn[2 * g]) * xsum[j] + float(mn[2 * g + 1]) * xsum[j + 1]);
-      }
-    }
-    y[r] = hsum(acc) - corr;
-  }
-}
-
-void rows_q4_k(const Matrix& w, const PreparedInput& x, float* y, int64_t r0, int64_t r1) {
-  const int64_t nb = w.cols / kQK_K;
-  const float* xf = x.q8_fine_scale();
-  const float* xsum = x.q8_scaled_sum32();
-  const __m256i m4 = _mm256_set1_epi8(0x0F);
-  for (int64_t r = r0; r < r1; ++r) {
-    const BlockQ4_K* blocks = row_blocks<BlockQ4_K>(w, r);
-    __m256 acc = _mm256_setzero_ps();
-    float corr = 0.0f;
-    for (int64_t i = 0; i < nb; ++i) {
-      const BlockQ4_K& b = blocks[i];
-      const float d = h2f(b.d), dmin = h2f(b.dmin);
-      uint8_t sc[8], mn[8];
-      q4_k_scales(b, sc, mn);
-      // 4 groups of 32 bytes: low nibbles are sub-block 2g, high nibbles sub-block 2g+1.
-      for (int g = 0; g < 4; ++g) {
-        const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + 32 * g));
-        const int64_t j = i * 8 + 2 * g;
-        const XBlock x0 = x_block(x, j), x1 = x_block(x, j + 1);
-        acc = fma_block(dot2(_mm256_and_si256(q, m4), x0.hi, x0.lo), d * sc[2 * g] * xf[j], acc);
-        acc = fma_block(dot2(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), x1.hi, x1.lo),
-                        d * sc[2 * g + 1] * xf[j + 1], acc);
         corr += dmin * (float(mn[2 * g]) * xsum[j] + float(mn[2 * g + 1]) * xsum[j + 1]);
       }
     }
@@ -595,13 +572,15 @@ void rows_q5(const Matrix& w, const PreparedInput& x, float* y, int64_t r0, int6
   }
 }
 
-void rows_q5_k(const Matrix& w, const PreparedInput& x, float* y, int64_t r0, int64_t r1) {
+// Q4_K and Q5_K (with each code's fifth bit: bit s of qh[l] for sub-block s).
+template <typename Block>
+void rows_q4_5_k(const Matrix& w, const PreparedInput& x, float* y, int64_t r0, int64_t r1) {
   const int64_t nb = w.cols / kQK_K;
   for (int64_t r = r0; r < r1; ++r) {
-    const BlockQ5_K* blocks = row_blocks<BlockQ5_K>(w, r);
+    const Block* blocks = row_blocks<Block>(w, r);
     float sum = 0.0f;
     for (int64_t i = 0; i < nb; ++i) {
-      const BlockQ5_K& b = blocks[i];
+      const Block& b = blocks[i];
       const float d = h2f(b.d), dmin = h2f(b.dmin);
       uint8_t sc[8], mn[8];
       q4_k_scales(b, sc, mn);
@@ -609,37 +588,13 @@ void rows_q5_k(const Matrix& w, const PreparedInput& x, float* y, int64_t r0, in
         const int64_t j = i * 8 + 2 * g;
         int32_t lo = 0, hi = 0;
         for (int l = 0; l < 32; ++l) {
-          const int32_t c0 = int32_t((b.qs[32 * g + l] & 0xF) | ((b.qh[l] >> (2 * g)) & 1) << 4);
-          const int32_t c1 = int32_t((b.qs[32 * g + l] >> 4) | ((b.qh[l] >> (2 * g + 1)) & 1) << 4);
+          int32_t c0 = b.qs[32 * g + l] & 0xF, c1 = b.qs[32 * g + l] >> 4;
+          if constexpr (std::is_same_v<Block, BlockQ5_K>) {
+            c0 |= ((b.qh[l] >> (2 * g)) & 1) << 4;
+            c1 |= ((b.qh[l] >> (2 * g + 1)) & 1) << 4;
+          }
           lo += c0 * xv(x, j * kQK + l);
           hi += c1 * xv(x, (j + 1) * kQK + l);
-        }
-        sum += d * sc[2 * g] * x.q8_fine_scale()[j] * float(lo) +
-               d * sc[2 * g + 1] * x.q8_fine_scale()[j + 1] * float(hi);
-        sum -= dmin * (float(mn[2 * g]) * x.q8_scaled_sum32()[j] +
-                       float(mn[2 * g + 1]) * x.q8_scaled_sum32()[j + 1]);
-      }
-    }
-    y[r] = sum;
-  }
-}
-
-void rows_q4_k(const Matrix& w, const PreparedInput& x, float* y, int64_t r0, int64_t r1) {
-  const int64_t nb = w.cols / kQK_K;
-  for (int64_t r = r0; r < r1; ++r) {
-    const BlockQ4_K* blocks = row_blocks<BlockQ4_K>(w, r);
-    float sum = 0.0f;
-    for (int64_t i = 0; i < nb; ++i) {
-      const BlockQ4_K& b = blocks[i];
-      const float d = h2f(b.d), dmin = h2f(b.dmin);
-      uint8_t sc[8], mn[8];
-      q4_k_scales(b, sc, mn);
-      for (int g = 0; g < 4; ++g) {
-        const int64_t j = i * 8 + 2 * g;
-        int32_t lo = 0, hi = 0;
-        for (int l = 0; l < 32; ++l) {
-          lo += int32_t(b.qs[32 * g + l] & 0xF) * xv(x, j * kQK + l);
-          hi += int32_t(b.qs[32 * g + l] >> 4) * xv(x, (j + 1) * kQK + l);
         }
         sum += d * sc[2 * g] * x.q8_fine_scale()[j] * float(lo) +
                d * sc[2 * g + 1] * x.q8_fine_scale()[j + 1] * float(hi);
@@ -701,8 +656,8 @@ RowKernel precise_row_kernel(WeightType type) {
 #endif
     case WeightType::kQ5_0: return rows_q5<BlockQ5_0>;
     case WeightType::kQ5_1: return rows_q5<BlockQ5_1>;
-    case WeightType::kQ4_K: return rows_q4_k;
-    case WeightType::kQ5_K: return rows_q5_k;
+    case WeightType::kQ4_K: return rows_q4_5_k<BlockQ4_K>;
+    case WeightType::kQ5_K: return rows_q4_5_k<BlockQ5_K>;
     case WeightType::kQ6_K: return rows_q6_k;
     default: return nullptr;
   }
