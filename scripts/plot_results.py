@@ -7,6 +7,7 @@ Usage: python3 scripts/plot_results.py [--results bench/results] [--out docs/per
        python3 scripts/plot_results.py --markdown   # every run as a table row, from the JSON
        python3 scripts/plot_results.py --gpu-table  # docs/PERFORMANCE.md's GPU table (one row per
                                                     # format and mode, depths as columns)
+       python3 scripts/plot_results.py --gpu-plot docs/perf-gpu.png   # its plot
 The JSON schema is described in bench/results/README.md; files that do not follow it are
 reported and skipped, never half-plotted.
 """
@@ -99,6 +100,69 @@ def gpu_table(runs):
         print("| " + " | ".join(cells) + " |")
 
 
+def gpu_plot(runs, out):
+    """docs/perf-gpu.png: the Phi-4-shaped CUDA runs. Left: % of the read ceiling at depth 1024 per
+    format, one bar per mode, tok/s on the bars, issue 6's targets as lines. Right: token mode's
+    ms/token against context depth per format."""
+    import matplotlib.pyplot as plt
+    rows = {}
+    for _, j, _ in runs:
+        m, d = j["model"], j["device"]
+        if not d["backend"].startswith("cuda") or m["shape"] != "phi-4" or m["n_layers"] != 40:
+            continue
+        fmt = m["layer_format"] + (f" {m['sparsity'] * 100:.0f}%" if m.get("sparsity") else "")
+        order = GPU_FORMAT_ORDER.index(m["layer_format"]) if m["layer_format"] in GPU_FORMAT_ORDER else 99
+        rows.setdefault((order, fmt), {})[d["gpu_mode"]] = j
+    if not rows:
+        sys.exit("no Phi-4-shaped CUDA runs to plot")
+    keys = sorted(rows)
+    modes = ["token", "layer", "ops"]
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(16, 5.5), gridspec_kw={"width_ratios": [2.2, 1]})
+    width = 0.27
+    for mi, mode in enumerate(modes):
+        xs, pct, tps = [], [], []
+        for i, k in enumerate(keys):
+            j = rows[k].get(mode)
+            r = next((r for r in j["results"] if r["depth"] == 1024), None) if j else None
+            if r is None:
+                continue
+            xs.append(i + (mi - 1) * width)
+            pct.append(r["pct_of_ceiling"])
+            tps.append(r["tok_s"])
+        ax.bar(xs, pct, width, label=f"{mode} mode")
+        for x, p, t in zip(xs, pct, tps):
+            ax.annotate(f"{t:.0f}", (x, p), ha="center", va="bottom", fontsize=6.5)
+    ax.axhline(85, color="black", lw=0.8, ls="--")
+    ax.axhline(75, color="gray", lw=0.8, ls=":")
+    ax.text(len(keys) - 0.5, 86, "target int8 / 4-bit: 85%", ha="right", fontsize=7)
+    ax.text(len(keys) - 0.5, 72, "target sparse: 75%", ha="right", va="top", fontsize=7)
+    ax.set_xticks(range(len(keys)))
+    ax.set_xticklabels([k[1] for k in keys], fontsize=8, rotation=20)
+    ax.set_ylabel("% of measured read ceiling, depth 1024 (tok/s on the bars)")
+    ax.set_ylim(0, 105)
+    ax.legend(fontsize=8, loc="center right")
+    ax.grid(axis="y", alpha=0.3)
+    for i, k in enumerate(keys):
+        j = rows[k].get("token")
+        if j is None:
+            continue
+        pts = sorted((r["depth"], r["ms_per_token"]["median"]) for r in j["results"])
+        ax2.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, label=k[1],
+                 color=plt.cm.tab20(i / max(1, len(keys) - 1)))
+    ax2.set_xlabel("context depth (tokens)")
+    ax2.set_ylabel("ms / token, token mode")
+    ax2.grid(alpha=0.3)
+    ax2.legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(0.0, 0.93))
+    j0 = rows[keys[0]][next(iter(rows[keys[0]]))]
+    commits = sorted({j["commit"] for v in rows.values() for j in v.values()})
+    gbps = [j["ceiling"]["read_gbps"] for v in rows.values() for j in v.values()]
+    fig.suptitle(f"pdvm decode, Phi-4 shape (40 layers, synthetic weights, batch 1) on {j0['device']['name']}: "
+                 f"read ceiling {min(gbps):.0f}-{max(gbps):.0f} GB/s; commit {', '.join(commits)}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    print(f"wrote {out} from {sum(len(v) for v in rows.values())} runs")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -106,6 +170,7 @@ def main():
     ap.add_argument("--out", default=os.path.join(root, "docs", "perf.png"))
     ap.add_argument("--markdown", action="store_true", help="print every run as a table row instead of plotting")
     ap.add_argument("--gpu-table", action="store_true", help="print PERFORMANCE.md's GPU table instead of plotting")
+    ap.add_argument("--gpu-plot", metavar="PNG", help="plot the Phi-4-shaped CUDA runs into PNG instead")
     args = ap.parse_args()
     if args.markdown:
         markdown(load(args.results), args.results)
@@ -121,6 +186,9 @@ def main():
         sys.exit("matplotlib is missing: pip install matplotlib")
 
     runs = load(args.results)
+    if args.gpu_plot:
+        gpu_plot(runs, args.gpu_plot)
+        return
     if not runs:
         sys.exit(f"no pdvm-bench results with decode numbers in {args.results}")
     depths = sorted({r["depth"] for _, j, _ in runs for r in j["results"]})
