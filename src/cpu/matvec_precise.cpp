@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <type_traits>
 
 #include "core/half.h"
 #include "cpu/matvec_kernels.h"
@@ -41,6 +40,9 @@ using formats::BlockQ5_1;
 using formats::BlockQ5_K;
 using formats::BlockQ6_K;
 using formats::BlockQ8_0;
+using formats::block32_bias;
+using formats::block32_code;
+using formats::k_code;
 using formats::kQK;
 using formats::kQK_K;
 
@@ -117,18 +119,6 @@ inline void block_q8_0(const BlockQ8_0& b, const PreparedInput& x, int64_t i, __
   acc = fma_block(dot, h2f(b.d) * x.q8_fine_scale()[i], acc);
 }
 
-template <typename Block>
-inline void block_q4(const Block& b, const PreparedInput& x, int64_t i, __m256& acc, float& corr) {
-  const XBlock xb = x_block(x, i);
-  const float d = h2f(b.d);
-  acc = fma_block(dot2(unpack_nibbles16(b.qs), xb.hi, xb.lo), d * x.q8_fine_scale()[i], acc);
-  if constexpr (std::is_same_v<Block, BlockQ4_1>) {
-    corr += h2f(b.m) * x.q8_scaled_sum32()[i];
-  } else {
-    corr -= 8.0f * d * x.q8_scaled_sum32()[i];
-  }
-}
-
 [[maybe_unused]] void rows_q8_0_256(const Matrix& w, const PreparedInput& x, float* y, int64_t r0, int64_t r1) {
   const int64_t nb = w.cols / kQK;
   for (int64_t r = r0; r < r1; ++r) {
@@ -136,23 +126,6 @@ inline void block_q4(const Block& b, const PreparedInput& x, int64_t i, __m256& 
     __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; ++i) block_q8_0(b[i], x, i, acc);
     y[r] = hsum(acc);
-  }
-}
-
-template <typename Block>
-[[maybe_unused]] void rows_q4_256(const Matrix& w, const PreparedInput& x, float* y, int64_t r0, int64_t r1) {
-  const int64_t nb = w.cols / kQK;
-  for (int64_t r = r0; r < r1; ++r) {
-    const Block* b = row_blocks<Block>(w, r);
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    float corr = 0.0f;
-    int64_t i = 0;
-    for (; i + 1 < nb; i += 2) {
-      block_q4(b[i], x, i, acc0, corr);
-      block_q4(b[i + 1], x, i + 1, acc1, corr);
-    }
-    if (i < nb) block_q4(b[i], x, i, acc0, corr);
-    y[r] = hsum(_mm256_add_ps(acc0, acc1)) + corr;
   }
 }
 
@@ -170,23 +143,24 @@ inline __m256i unpack_fifth_bits32(const uint8_t* qh) {
   return _mm256_and_si256(set, _mm256_set1_epi8(0x10));
 }
 
-// One Q5_0 / Q5_1 block: codes 0..31 (dot2 takes unsigned codes up to 128); Q5_0's -16 and
-// Q5_1's +m fold in through x's block sum, as Q4_0's -8 and Q4_1's +m do.
+// One Q4_0 / Q4_1 / Q5_0 / Q5_1 block: codes 0..15 or 0..31 (dot2 takes unsigned codes up to
+// 128); Q4_0's -8, Q5_0's -16 and the +m of Q4_1 / Q5_1 fold in through x's block sum.
 template <typename Block>
-inline void block_q5(const Block& b, const PreparedInput& x, int64_t i, __m256& acc, float& corr) {
+inline void block_q4_5(const Block& b, const PreparedInput& x, int64_t i, __m256& acc, float& corr) {
   const XBlock xb = x_block(x, i);
   const float d = h2f(b.d);
-  const __m256i codes = _mm256_or_si256(unpack_nibbles16(b.qs), unpack_fifth_bits32(b.qh));
+  __m256i codes = unpack_nibbles16(b.qs);
+  if constexpr (requires { b.qh; }) codes = _mm256_or_si256(codes, unpack_fifth_bits32(b.qh));
   acc = fma_block(dot2(codes, xb.hi, xb.lo), d * x.q8_fine_scale()[i], acc);
-  if constexpr (std::is_same_v<Block, BlockQ5_1>) {
+  if constexpr (requires { b.m; }) {
     corr += h2f(b.m) * x.q8_scaled_sum32()[i];
   } else {
-    corr -= 16.0f * d * x.q8_scaled_sum32()[i];
+    corr -= float(block32_bias<Block>()) * d * x.q8_scaled_sum32()[i];
   }
 }
 
 template <typename Block>
-void rows_q5(const Matrix& w, const PreparedInput& x, float* y, int64_t r0, int64_t r1) {
+void rows_q4_5_256(const Matrix& w, const PreparedInput& x, float* y, int64_t r0, int64_t r1) {
   const int64_t nb = w.cols / kQK;
   for (int64_t r = r0; r < r1; ++r) {
     const Block* b = row_blocks<Block>(w, r);
@@ -194,10 +168,10 @@ void rows_q5(const Matrix& w, const PreparedInput& x, float* y, int64_t r0, int6
     float corr = 0.0f;
     int64_t i = 0;
     for (; i + 1 < nb; i += 2) {
-      block_q5(b[i], x, i, acc0, corr);
-      block_q5(b[i + 1], x, i + 1, acc1, corr);
+      block_q4_5(b[i], x, i, acc0, corr);
+      block_q4_5(b[i + 1], x, i + 1, acc1, corr);
     }
-    if (i < nb) block_q5(b[i], x, i, acc0, corr);
+    if (i < nb) block_q4_5(b[i], x, i, acc0, corr);
     y[r] = hsum(_mm256_add_ps(acc0, acc1)) + corr;
   }
 }
@@ -206,7 +180,7 @@ void rows_q5(const Matrix& w, const PreparedInput& x, float* y, int64_t r0, int6
 // 2g+1; Q5_K ors in each code's fifth bit (bit s of qh[l] for sub-block s) as 0x10.
 template <typename Block>
 void rows_q4_5_k(const Matrix& w, const PreparedInput& x, float* y, int64_t r0, int64_t r1) {
-  constexpr bool kFifth = std::is_same_v<Block, BlockQ5_K>;
+  constexpr bool kFifth = requires(const Block& b) { b.qh; };
   const int64_t nb = w.cols / kQK_K;
   const float* xf = x.q8_fine_scale();
   const float* xsum = x.q8_scaled_sum32();
@@ -445,7 +419,7 @@ void rows_q4_0_zmm(const Matrix& w, const PreparedInput& x, float* y, int64_t r0
     }
     __m256 acc_t = _mm256_setzero_ps();
     float corr_t = 0.0f;
-    for (int64_t i = nb_full; i < nb; ++i) block_q4(blocks[i], x, i, acc_t, corr_t);
+    for (int64_t i = nb_full; i < nb; ++i) block_q4_5(blocks[i], x, i, acc_t, corr_t);
     const __m512 all = _mm512_fmadd_ps(off, _mm512_set1_ps(-8.0f),
                                        _mm512_add_ps(_mm512_add_ps(acc0, acc1), _mm512_zextps256_ps512(acc_t)));
     y[r] = _mm512_reduce_add_ps(all) + corr_t;
@@ -521,51 +495,22 @@ void rows_q8_0_scalar(const Matrix& w, const PreparedInput& x, float* y, int64_t
   }
 }
 
+// Q4_0 / Q4_1 / Q5_0 / Q5_1 (formats::block32_code: the nibble, and Q5's fifth bit).
 template <typename Block>
-void rows_q4_scalar(const Matrix& w, const PreparedInput& x, float* y, int64_t r0, int64_t r1) {
+void rows_q4_5_scalar(const Matrix& w, const PreparedInput& x, float* y, int64_t r0, int64_t r1) {
   const int64_t nb = w.cols / kQK;
   for (int64_t r = r0; r < r1; ++r) {
     const Block* b = row_blocks<Block>(w, r);
     float sum = 0.0f;
     for (int64_t i = 0; i < nb; ++i) {
       int32_t dot = 0;
-      for (int l = 0; l < kQK / 2; ++l) {
-        dot += int32_t(b[i].qs[l] & 0xF) * xv(x, i * kQK + l) + int32_t(b[i].qs[l] >> 4) * xv(x, i * kQK + l + 16);
-      }
+      for (int j = 0; j < kQK; ++j) dot += block32_code(b[i], j) * xv(x, i * kQK + j);
       const float d = h2f(b[i].d);
       sum += float(dot) * d * x.q8_fine_scale()[i];
-      if constexpr (std::is_same_v<Block, BlockQ4_1>) {
+      if constexpr (requires { b->m; }) {
         sum += h2f(b[i].m) * x.q8_scaled_sum32()[i];
       } else {
-        sum -= 8.0f * d * x.q8_scaled_sum32()[i];
-      }
-    }
-    y[r] = sum;
-  }
-}
-
-// Q5_0 / Q5_1: codes 0..31 from the nibbles and the u32 qh (bit k is code k's fifth bit).
-template <typename Block>
-void rows_q5(const Matrix& w, const PreparedInput& x, float* y, int64_t r0, int64_t r1) {
-  const int64_t nb = w.cols / kQK;
-  for (int64_t r = r0; r < r1; ++r) {
-    const Block* b = row_blocks<Block>(w, r);
-    float sum = 0.0f;
-    for (int64_t i = 0; i < nb; ++i) {
-      uint32_t qh;
-      std::memcpy(&qh, b[i].qh, 4);
-      int32_t dot = 0;
-      for (int l = 0; l < kQK / 2; ++l) {
-        const int32_t c0 = int32_t((b[i].qs[l] & 0xF) | ((qh >> l) & 1) << 4);
-        const int32_t c1 = int32_t((b[i].qs[l] >> 4) | ((qh >> (l + 16)) & 1) << 4);
-        dot += c0 * xv(x, i * kQK + l) + c1 * xv(x, i * kQK + l + 16);
-      }
-      const float d = h2f(b[i].d);
-      sum += float(dot) * d * x.q8_fine_scale()[i];
-      if constexpr (std::is_same_v<Block, BlockQ5_1>) {
-        sum += h2f(b[i].m) * x.q8_scaled_sum32()[i];
-      } else {
-        sum -= 16.0f * d * x.q8_scaled_sum32()[i];
+        sum -= float(block32_bias<Block>()) * d * x.q8_scaled_sum32()[i];
       }
     }
     y[r] = sum;
@@ -588,13 +533,8 @@ void rows_q4_5_k(const Matrix& w, const PreparedInput& x, float* y, int64_t r0, 
         const int64_t j = i * 8 + 2 * g;
         int32_t lo = 0, hi = 0;
         for (int l = 0; l < 32; ++l) {
-          int32_t c0 = b.qs[32 * g + l] & 0xF, c1 = b.qs[32 * g + l] >> 4;
-          if constexpr (std::is_same_v<Block, BlockQ5_K>) {
-            c0 |= ((b.qh[l] >> (2 * g)) & 1) << 4;
-            c1 |= ((b.qh[l] >> (2 * g + 1)) & 1) << 4;
-          }
-          lo += c0 * xv(x, j * kQK + l);
-          hi += c1 * xv(x, (j + 1) * kQK + l);
+          lo += k_code(b, 2 * g, l) * xv(x, j * kQK + l);
+          hi += k_code(b, 2 * g + 1, l) * xv(x, (j + 1) * kQK + l);
         }
         sum += d * sc[2 * g] * x.q8_fine_scale()[j] * float(lo) +
                d * sc[2 * g + 1] * x.q8_fine_scale()[j + 1] * float(hi);
@@ -645,17 +585,21 @@ RowKernel precise_row_kernel(WeightType type) {
     case WeightType::kQ8_0: return rows_q8_0_zmm;
     case WeightType::kQ4_0: return rows_q4_0_zmm;
     case WeightType::kQ4_1: return rows_q4_1_stream;
+    case WeightType::kQ5_0: return rows_q4_5_256<BlockQ5_0>;
+    case WeightType::kQ5_1: return rows_q4_5_256<BlockQ5_1>;
 #elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
     case WeightType::kQ8_0: return rows_q8_0_256;
-    case WeightType::kQ4_0: return rows_q4_256<BlockQ4_0>;
-    case WeightType::kQ4_1: return rows_q4_256<BlockQ4_1>;
+    case WeightType::kQ4_0: return rows_q4_5_256<BlockQ4_0>;
+    case WeightType::kQ4_1: return rows_q4_5_256<BlockQ4_1>;
+    case WeightType::kQ5_0: return rows_q4_5_256<BlockQ5_0>;
+    case WeightType::kQ5_1: return rows_q4_5_256<BlockQ5_1>;
 #else
     case WeightType::kQ8_0: return rows_q8_0_scalar;
-    case WeightType::kQ4_0: return rows_q4_scalar<BlockQ4_0>;
-    case WeightType::kQ4_1: return rows_q4_scalar<BlockQ4_1>;
+    case WeightType::kQ4_0: return rows_q4_5_scalar<BlockQ4_0>;
+    case WeightType::kQ4_1: return rows_q4_5_scalar<BlockQ4_1>;
+    case WeightType::kQ5_0: return rows_q4_5_scalar<BlockQ5_0>;
+    case WeightType::kQ5_1: return rows_q4_5_scalar<BlockQ5_1>;
 #endif
-    case WeightType::kQ5_0: return rows_q5<BlockQ5_0>;
-    case WeightType::kQ5_1: return rows_q5<BlockQ5_1>;
     case WeightType::kQ4_K: return rows_q4_5_k<BlockQ4_K>;
     case WeightType::kQ5_K: return rows_q4_5_k<BlockQ5_K>;
     case WeightType::kQ6_K: return rows_q6_k;

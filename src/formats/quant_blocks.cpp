@@ -11,6 +11,74 @@ using core::bf16_to_f32;
 using core::f16_to_f32;
 using core::WeightType;
 
+namespace {
+
+template <typename Block>
+const Block* as(const uint8_t* row) { return reinterpret_cast<const Block*>(row); }
+
+// Q4_0 / Q4_1 / Q5_0 / Q5_1: w = d * (code - bias), or d * code + m.
+template <typename Block>
+void dequantize_block32(const Block* b, int64_t cols, float* out) {
+  constexpr int kBias = block32_bias<Block>();
+  for (int64_t i = 0; i < cols / kQK; ++i) {
+    const float d = f16_to_f32(b[i].d);
+    float* y = out + i * kQK;
+    if constexpr (requires { b->m; }) {
+      const float m = f16_to_f32(b[i].m);
+      for (int j = 0; j < kQK; ++j) y[j] = d * block32_code(b[i], j) + m;
+    } else {
+      for (int j = 0; j < kQK; ++j) y[j] = d * (block32_code(b[i], j) - kBias);
+    }
+  }
+}
+
+// Q4_K / Q5_K: w = (d * sc) * code - (dmin * min), sc and min of the weight's sub-block of 32.
+template <typename Block>
+void dequantize_k45(const Block* b, int64_t cols, float* out) {
+  for (int64_t i = 0; i < cols / kQK_K; ++i) {
+    const float d = f16_to_f32(b[i].d), dmin = f16_to_f32(b[i].dmin);
+    for (int s = 0; s < 8; ++s) {
+      uint8_t sc, mn;
+      q4_k_scale_min(s, b[i].scales, &sc, &mn);
+      const float ds = d * sc, ms = dmin * mn;
+      float* y = out + i * kQK_K + 32 * s;
+      for (int l = 0; l < 32; ++l) y[l] = ds * k_code(b[i], s, l) - ms;
+    }
+  }
+}
+
+// split_row_int8 of the 32-weight types: codes less the bias, one (d, m) for both 16-groups.
+template <typename Block>
+void split_block32(const Block* b, int64_t cols, int8_t* q, float* scale, float* offset) {
+  constexpr int kBias = block32_bias<Block>();
+  for (int64_t i = 0; i < cols / kQK; ++i) {
+    for (int j = 0; j < kQK; ++j) q[i * kQK + j] = int8_t(block32_code(b[i], j) - kBias);
+    float m = 0.0f;
+    if constexpr (requires { b->m; }) m = f16_to_f32(b[i].m);
+    scale[2 * i] = scale[2 * i + 1] = f16_to_f32(b[i].d);
+    offset[2 * i] = offset[2 * i + 1] = m;
+  }
+}
+
+// split_row_int8 of Q4_K / Q5_K: scale d * sc and offset -(dmin * min) for both 16-groups of each
+// sub-block.
+template <typename Block>
+void split_k45(const Block* b, int64_t cols, int8_t* q, float* scale, float* offset) {
+  for (int64_t i = 0; i < cols / kQK_K; ++i) {
+    const float d = f16_to_f32(b[i].d), dmin = f16_to_f32(b[i].dmin);
+    for (int s = 0; s < 8; ++s) {
+      uint8_t sc, mn;
+      q4_k_scale_min(s, b[i].scales, &sc, &mn);
+      const int64_t k = i * (kQK_K / 16) + 2 * s;  // first of the sub-block's two 16-groups
+      scale[k] = scale[k + 1] = d * sc;
+      offset[k] = offset[k + 1] = -(dmin * mn);
+      for (int l = 0; l < 32; ++l) q[i * kQK_K + 32 * s + l] = int8_t(k_code(b[i], s, l));
+    }
+  }
+}
+
+}  // namespace
+
 void dequantize_row(WeightType type, const uint8_t* row, int64_t cols, float* out) {
   switch (type) {
     case WeightType::kF32:
@@ -27,111 +95,21 @@ void dequantize_row(WeightType type, const uint8_t* row, int64_t cols, float* ou
       }
       return;
     case WeightType::kQ8_0: {
-      const auto* b = reinterpret_cast<const BlockQ8_0*>(row);
+      const auto* b = as<BlockQ8_0>(row);
       for (int64_t i = 0; i < cols / kQK; ++i) {
         const float d = f16_to_f32(b[i].d);
         for (int j = 0; j < kQK; ++j) out[i * kQK + j] = d * b[i].qs[j];
       }
       return;
     }
-    case WeightType::kQ4_0: {
-      const auto* b = reinterpret_cast<const BlockQ4_0*>(row);
-      for (int64_t i = 0; i < cols / kQK; ++i) {
-        const float d = f16_to_f32(b[i].d);
-        for (int j = 0; j < kQK / 2; ++j) {
-          out[i * kQK + j] = d * ((b[i].qs[j] & 0xF) - 8);
-          out[i * kQK + j + kQK / 2] = d * ((b[i].qs[j] >> 4) - 8);
-        }
-      }
-      return;
-    }
-    case WeightType::kQ4_1: {
-      const auto* b = reinterpret_cast<const BlockQ4_1*>(row);
-      for (int64_t i = 0; i < cols / kQK; ++i) {
-        const float d = f16_to_f32(b[i].d), m = f16_to_f32(b[i].m);
-        for (int j = 0; j < kQK / 2; ++j) {
-          out[i * kQK + j] = d * (b[i].qs[j] & 0xF) + m;
-          out[i * kQK + j + kQK / 2] = d * (b[i].qs[j] >> 4) + m;
-        }
-      }
-      return;
-    }
-    case WeightType::kQ5_0: {
-      const auto* b = reinterpret_cast<const BlockQ5_0*>(row);
-      for (int64_t i = 0; i < cols / kQK; ++i) {
-        const float d = f16_to_f32(b[i].d);
-        uint32_t qh;
-        std::memcpy(&qh, b[i].qh, 4);
-        for (int j = 0; j < kQK / 2; ++j) {
-          const int x0 = int((b[i].qs[j] & 0xF) | ((qh >> j) & 1) << 4) - 16;
-          const int x1 = int((b[i].qs[j] >> 4) | ((qh >> (j + 16)) & 1) << 4) - 16;
-          out[i * kQK + j] = d * x0;
-          out[i * kQK + j + kQK / 2] = d * x1;
-        }
-      }
-      return;
-    }
-    case WeightType::kQ5_1: {
-      const auto* b = reinterpret_cast<const BlockQ5_1*>(row);
-      for (int64_t i = 0; i < cols / kQK; ++i) {
-        const float d = f16_to_f32(b[i].d), m = f16_to_f32(b[i].m);
-        uint32_t qh;
-        std::memcpy(&qh, b[i].qh, 4);
-        for (int j = 0; j < kQK / 2; ++j) {
-          const int x0 = int((b[i].qs[j] & 0xF) | ((qh >> j) & 1) << 4);
-          const int x1 = int((b[i].qs[j] >> 4) | ((qh >> (j + 16)) & 1) << 4);
-          out[i * kQK + j] = d * x0 + m;
-          out[i * kQK + j + kQK / 2] = d * x1 + m;
-        }
-      }
-      return;
-    }
-    case WeightType::kQ4_K: {
-      const auto* b = reinterpret_cast<const BlockQ4_K*>(row);
-      for (int64_t i = 0; i < cols / kQK_K; ++i) {
-        const float d = f16_to_f32(b[i].d), dmin = f16_to_f32(b[i].dmin);
-        const uint8_t* q = b[i].qs;
-        float* y = out + i * kQK_K;
-        // 4 groups of 64 weights: 32 low nibbles (sub-block 2g), then 32 high (sub-block 2g+1)
-        for (int g = 0; g < 4; ++g) {
-          uint8_t sc, m;
-          q4_k_scale_min(2 * g, b[i].scales, &sc, &m);
-          const float d1 = d * sc, m1 = dmin * m;
-          q4_k_scale_min(2 * g + 1, b[i].scales, &sc, &m);
-          const float d2 = d * sc, m2 = dmin * m;
-          for (int l = 0; l < 32; ++l) y[g * 64 + l] = d1 * (q[l] & 0xF) - m1;
-          for (int l = 0; l < 32; ++l) y[g * 64 + 32 + l] = d2 * (q[l] >> 4) - m2;
-          q += 32;
-        }
-      }
-      return;
-    }
-    case WeightType::kQ5_K: {
-      const auto* b = reinterpret_cast<const BlockQ5_K*>(row);
-      for (int64_t i = 0; i < cols / kQK_K; ++i) {
-        const float d = f16_to_f32(b[i].d), dmin = f16_to_f32(b[i].dmin);
-        const uint8_t* q = b[i].qs;
-        const uint8_t* qh = b[i].qh;
-        float* y = out + i * kQK_K;
-        // as Q4_K (group g: low nibbles are sub-block 2g, high nibbles 2g+1), and bit s of qh[l]
-        // is the fifth bit of weight l of sub-block s
-        for (int g = 0; g < 4; ++g) {
-          uint8_t sc, m;
-          q4_k_scale_min(2 * g, b[i].scales, &sc, &m);
-          const float d1 = d * sc, m1 = dmin * m;
-          q4_k_scale_min(2 * g + 1, b[i].scales, &sc, &m);
-          const float d2 = d * sc, m2 = dmin * m;
-          for (int l = 0; l < 32; ++l)
-            y[g * 64 + l] = d1 * int((q[l] & 0xF) | ((qh[l] >> (2 * g)) & 1) << 4) - m1;
-          for (int l = 0; l < 32; ++l)
-            y[g * 64 + 32 + l] = d2 * int((q[l] >> 4) | ((qh[l] >> (2 * g + 1)) & 1) << 4) - m2;
-          q += 32;
-        }
-      }
-      return;
-    }
+    case WeightType::kQ4_0: return dequantize_block32(as<BlockQ4_0>(row), cols, out);
+    case WeightType::kQ4_1: return dequantize_block32(as<BlockQ4_1>(row), cols, out);
+    case WeightType::kQ5_0: return dequantize_block32(as<BlockQ5_0>(row), cols, out);
+    case WeightType::kQ5_1: return dequantize_block32(as<BlockQ5_1>(row), cols, out);
+    case WeightType::kQ4_K: return dequantize_k45(as<BlockQ4_K>(row), cols, out);
+    case WeightType::kQ5_K: return dequantize_k45(as<BlockQ5_K>(row), cols, out);
     case WeightType::kQ6_K: {
-      const auto* b = reinterpret_cast<const BlockQ6_K*>(row);
+      const auto* b = as<BlockQ6_K>(row);
       for (int64_t i = 0; i < cols / kQK_K; ++i) {
         const float d = f16_to_f32(b[i].d);
         const uint8_t* ql = b[i].ql;
@@ -183,109 +161,24 @@ bool has_int8_codes(WeightType type) {
 void split_row_int8(WeightType type, const uint8_t* row, int64_t cols, int8_t* q, float* scale,
                     float* offset) {
   PDVM_ASSERT(has_int8_codes(type));
-  // the simple types: one (d, m) for both 16-groups of 32-block i; nibble j and j + 16 of byte j
-  auto set_block32 = [&](int64_t i, float d, float m) {
-    scale[2 * i] = scale[2 * i + 1] = d;
-    offset[2 * i] = offset[2 * i + 1] = m;
-  };
-  auto nibbles = [](const uint8_t* qs, int bias, int8_t* y) {
-    for (int j = 0; j < kQK / 2; ++j) {
-      y[j] = int8_t((qs[j] & 0xF) - bias);
-      y[j + kQK / 2] = int8_t((qs[j] >> 4) - bias);
-    }
-  };
-  // Q5_0/Q5_1: the nibbles plus bit j (weight j) and bit j + 16 (weight j + 16) of the u32 qh
-  auto fifths = [](const uint8_t* qs, const uint8_t* qh_bytes, int bias, int8_t* y) {
-    uint32_t qh;
-    std::memcpy(&qh, qh_bytes, 4);
-    for (int j = 0; j < kQK / 2; ++j) {
-      y[j] = int8_t(int((qs[j] & 0xF) | ((qh >> j) & 1) << 4) - bias);
-      y[j + kQK / 2] = int8_t(int((qs[j] >> 4) | ((qh >> (j + 16)) & 1) << 4) - bias);
-    }
-  };
   switch (type) {
     case WeightType::kQ8_0: {
-      const auto* b = reinterpret_cast<const BlockQ8_0*>(row);
+      const auto* b = as<BlockQ8_0>(row);
       for (int64_t i = 0; i < cols / kQK; ++i) {
         std::memcpy(q + i * kQK, b[i].qs, kQK);
-        set_block32(i, f16_to_f32(b[i].d), 0.0f);
+        scale[2 * i] = scale[2 * i + 1] = f16_to_f32(b[i].d);
+        offset[2 * i] = offset[2 * i + 1] = 0.0f;
       }
       return;
     }
-    case WeightType::kQ4_0: {
-      const auto* b = reinterpret_cast<const BlockQ4_0*>(row);
-      for (int64_t i = 0; i < cols / kQK; ++i) {
-        nibbles(b[i].qs, 8, q + i * kQK);
-        set_block32(i, f16_to_f32(b[i].d), 0.0f);
-      }
-      return;
-    }
-    case WeightType::kQ4_1: {
-      const auto* b = reinterpret_cast<const BlockQ4_1*>(row);
-      for (int64_t i = 0; i < cols / kQK; ++i) {
-        nibbles(b[i].qs, 0, q + i * kQK);
-        set_block32(i, f16_to_f32(b[i].d), f16_to_f32(b[i].m));
-      }
-      return;
-    }
-    case WeightType::kQ5_0: {
-      const auto* b = reinterpret_cast<const BlockQ5_0*>(row);
-      for (int64_t i = 0; i < cols / kQK; ++i) {
-        fifths(b[i].qs, b[i].qh, 16, q + i * kQK);
-        set_block32(i, f16_to_f32(b[i].d), 0.0f);
-      }
-      return;
-    }
-    case WeightType::kQ5_1: {
-      const auto* b = reinterpret_cast<const BlockQ5_1*>(row);
-      for (int64_t i = 0; i < cols / kQK; ++i) {
-        fifths(b[i].qs, b[i].qh, 0, q + i * kQK);
-        set_block32(i, f16_to_f32(b[i].d), f16_to_f32(b[i].m));
-      }
-      return;
-    }
-    case WeightType::kQ4_K: {
-      const auto* b = reinterpret_cast<const BlockQ4_K*>(row);
-      for (int64_t i = 0; i < cols / kQK_K; ++i) {
-        const float d = f16_to_f32(b[i].d), dmin = f16_to_f32(b[i].dmin);
-        const uint8_t* qs = b[i].qs;
-        // sub-block s = 2g + h: nibble h (0 low, 1 high) of the 32 bytes of group g
-        for (int s = 0; s < 8; ++s) {
-          uint8_t sc, mn;
-          q4_k_scale_min(s, b[i].scales, &sc, &mn);
-          const int64_t k = i * (kQK_K / 16) + 2 * s;  // first of the sub-block's two 16-groups
-          scale[k] = scale[k + 1] = d * sc;
-          offset[k] = offset[k + 1] = -(dmin * mn);
-          int8_t* y = q + i * kQK_K + 32 * s;
-          const uint8_t* src = qs + 32 * (s / 2);
-          for (int l = 0; l < 32; ++l) y[l] = int8_t(s % 2 == 0 ? (src[l] & 0xF) : (src[l] >> 4));
-        }
-      }
-      return;
-    }
-    case WeightType::kQ5_K: {
-      const auto* b = reinterpret_cast<const BlockQ5_K*>(row);
-      for (int64_t i = 0; i < cols / kQK_K; ++i) {
-        const float d = f16_to_f32(b[i].d), dmin = f16_to_f32(b[i].dmin);
-        // as Q4_K, each code with its fifth bit: bit s of qh[l] for weight l of sub-block s
-        for (int s = 0; s < 8; ++s) {
-          uint8_t sc, mn;
-          q4_k_scale_min(s, b[i].scales, &sc, &mn);
-          const int64_t k = i * (kQK_K / 16) + 2 * s;
-          scale[k] = scale[k + 1] = d * sc;
-          offset[k] = offset[k + 1] = -(dmin * mn);
-          int8_t* y = q + i * kQK_K + 32 * s;
-          const uint8_t* src = b[i].qs + 32 * (s / 2);
-          for (int l = 0; l < 32; ++l) {
-            const int low = s % 2 == 0 ? (src[l] & 0xF) : (src[l] >> 4);
-            y[l] = int8_t(low | ((b[i].qh[l] >> s) & 1) << 4);
-          }
-        }
-      }
-      return;
-    }
+    case WeightType::kQ4_0: return split_block32(as<BlockQ4_0>(row), cols, q, scale, offset);
+    case WeightType::kQ4_1: return split_block32(as<BlockQ4_1>(row), cols, q, scale, offset);
+    case WeightType::kQ5_0: return split_block32(as<BlockQ5_0>(row), cols, q, scale, offset);
+    case WeightType::kQ5_1: return split_block32(as<BlockQ5_1>(row), cols, q, scale, offset);
+    case WeightType::kQ4_K: return split_k45(as<BlockQ4_K>(row), cols, q, scale, offset);
+    case WeightType::kQ5_K: return split_k45(as<BlockQ5_K>(row), cols, q, scale, offset);
     case WeightType::kQ6_K: {
-      const auto* b = reinterpret_cast<const BlockQ6_K*>(row);
+      const auto* b = as<BlockQ6_K>(row);
       for (int64_t i = 0; i < cols / kQK_K; ++i) {
         const float d = f16_to_f32(b[i].d);
         for (int g = 0; g < kQK_K / 16; ++g) {

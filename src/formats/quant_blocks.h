@@ -53,6 +53,37 @@ inline void q4_k_scale_min(int j, const uint8_t* q, uint8_t* scale, uint8_t* min
   }
 }
 
+// Code j (0..31) of a Q4_0 / Q4_1 / Q5_0 / Q5_1 block, unsigned (0..15, or 0..31 with Q5's fifth
+// bit), before the type's offset; the layout comment above the block structs.
+template <typename Block>
+inline int block32_code(const Block& b, int j) {
+  const int nibble = j < kQK / 2 ? b.qs[j] & 0xF : b.qs[j - kQK / 2] >> 4;
+  if constexpr (requires { b.qh; }) {
+    uint32_t qh = 0;
+    for (int k = 0; k < 4; ++k) qh |= uint32_t(b.qh[k]) << (8 * k);
+    return nibble | int((qh >> j) & 1) << 4;
+  }
+  return nibble;
+}
+
+// What a Q4_0 / Q5_0 code has subtracted (8 / 16; Q4_1 and Q5_1 add their m instead: 0).
+template <typename Block>
+constexpr int block32_bias() {
+  if constexpr (requires(const Block& b) { b.m; }) return 0;
+  else if constexpr (requires(const Block& b) { b.qh; }) return 16;
+  else return 8;
+}
+
+// Code l (0..31) of sub-block s (0..7) of a Q4_K / Q5_K super-block: nibble s % 2 of
+// qs[32 * (s / 2) + l], and for Q5_K its fifth bit, bit s of qh[l].
+template <typename Block>
+inline int k_code(const Block& b, int s, int l) {
+  const uint8_t byte = b.qs[32 * (s / 2) + l];
+  const int nibble = s % 2 == 0 ? byte & 0xF : byte >> 4;
+  if constexpr (requires { b.qh; }) return nibble | ((b.qh[l] >> s) & 1) << 4;
+  return nibble;
+}
+
 // Dequantizes one row of `cols` weights of any WeightType into f32 (plain loops).
 void dequantize_row(core::WeightType type, const uint8_t* row, int64_t cols, float* out);
 

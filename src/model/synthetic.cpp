@@ -72,6 +72,28 @@ void pack_k_scale_min(int j, int sc, int mn, uint8_t* scales) {
   }
 }
 
+// Q4_K / Q5_K blocks: per sub-block a 6-bit scale in [32, 63] and a minimum that centres it
+// (codes average 7.5 / 15.5: dmin * m ~ 7.5 d sc with dmin = 8 d, or 15.5 d sc with dmin = 16 d,
+// which keeps m within 6 bits); w = d sc q - dmin m has std ~ d * 47.5 * (4.6 / 9.2).
+template <typename Block>
+void fill_k45(Block* b, int64_t cols, double sd, Rng& rng) {
+  constexpr bool kQ5 = requires { b->qh; };
+  constexpr double kStd = kQ5 ? kStdQ5 : kStdNibble, kDmin = kQ5 ? 16.0 : 8.0;
+  const double base = sd / (kStd * 47.5);
+  for (int64_t k = 0; k < cols / formats::kQK_K; ++k) {
+    const double d = base * (0.75 + 0.5 * rng.uniform());
+    b[k].d = core::f32_to_f16(float(d));
+    b[k].dmin = core::f32_to_f16(float(kDmin * d));
+    std::memset(b[k].scales, 0, sizeof(b[k].scales));
+    for (int j = 0; j < 8; ++j) {
+      const int sc = 32 + int(rng.next() % 32), mn = int(std::lround((kDmin - 0.5) * sc / kDmin));
+      pack_k_scale_min(j, sc, mn, b[k].scales);
+    }
+    if constexpr (kQ5) rng.fill(b[k].qh, sizeof(b[k].qh));
+    rng.fill(b[k].qs, sizeof(b[k].qs));
+  }
+}
+
 bool is_pdvm_int8(WeightType t) { return t == WeightType::kI8Row || core::is_sparse(t); }
 
 bool supported_layer(WeightType t) {
@@ -201,43 +223,10 @@ void fill_row(WeightType t, int64_t cols, double sd, Rng& rng, uint8_t* dst) {
       }
       return;
     }
-    case WeightType::kQ4_K: {
-      // per sub-block a 6-bit scale in [32, 63] and a minimum that centres it (nibbles average
-      // 7.5: dmin * m ~ 7.5 d sc with dmin = 8 d); w = d sc q - dmin m has std ~ d * 47.5 * 4.6
-      auto* b = reinterpret_cast<formats::BlockQ4_K*>(dst);
-      const double base = sd / (kStdNibble * 47.5);
-      for (int64_t k = 0; k < cols / formats::kQK_K; ++k) {
-        const double d = base * (0.75 + 0.5 * rng.uniform());
-        b[k].d = core::f32_to_f16(float(d));
-        b[k].dmin = core::f32_to_f16(float(8.0 * d));
-        std::memset(b[k].scales, 0, sizeof(b[k].scales));
-        for (int j = 0; j < 8; ++j) {
-          const int sc = 32 + int(rng.next() % 32), mn = int(std::lround(7.5 * sc / 8.0));
-          pack_k_scale_min(j, sc, mn, b[k].scales);
-        }
-        rng.fill(b[k].qs, sizeof(b[k].qs));
-      }
-      return;
-    }
-    case WeightType::kQ5_K: {
-      // as Q4_K with 5-bit codes (average 15.5): dmin = 16 d keeps the centring minimum
-      // m ~ 15.5 sc / 16 within 6 bits; w = d sc q - dmin m has std ~ d * 47.5 * 9.2
-      auto* b = reinterpret_cast<formats::BlockQ5_K*>(dst);
-      const double base = sd / (kStdQ5 * 47.5);
-      for (int64_t k = 0; k < cols / formats::kQK_K; ++k) {
-        const double d = base * (0.75 + 0.5 * rng.uniform());
-        b[k].d = core::f32_to_f16(float(d));
-        b[k].dmin = core::f32_to_f16(float(16.0 * d));
-        std::memset(b[k].scales, 0, sizeof(b[k].scales));
-        for (int j = 0; j < 8; ++j) {
-          const int sc = 32 + int(rng.next() % 32), mn = int(std::lround(15.5 * sc / 16.0));
-          pack_k_scale_min(j, sc, mn, b[k].scales);
-        }
-        rng.fill(b[k].qh, sizeof(b[k].qh));
-        rng.fill(b[k].qs, sizeof(b[k].qs));
-      }
-      return;
-    }
+    case WeightType::kQ4_K:
+      return fill_k45(reinterpret_cast<formats::BlockQ4_K*>(dst), cols, sd, rng);
+    case WeightType::kQ5_K:
+      return fill_k45(reinterpret_cast<formats::BlockQ5_K*>(dst), cols, sd, rng);
     case WeightType::kQ6_K: {
       // codes q - 32 uniform over [-32, 31] (std 18.5), int8 scales of +-[16, 47]
       auto* b = reinterpret_cast<formats::BlockQ6_K*>(dst);
