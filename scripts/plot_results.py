@@ -68,18 +68,27 @@ GPU_FORMAT_NAME = {"q8_0": "q8_0 (int8, block scales)", "i8_row": "i8_row (int8,
                    "mdcsr": "MdCSR", "bitmap_i8": "bitmap_i8"}
 
 
-def gpu_table(runs):
-    """docs/PERFORMANCE.md's GPU table: the Phi-4-shaped CUDA runs, one row per (format, mode),
-    ms/token and % of the ceiling per depth, tok/s at 1024, then the PyTorch runs' ms/token."""
-    rows = {}
+GPU_MODES = ["token", "layer", "ops"]
+
+
+def phi4_cuda_runs(runs):
+    """The issue-6 benchmark runs (CUDA, Phi-4 shape, 40 layers) as (format order, layer format,
+    sparsity or 0, mode, report)."""
+    out = []
     for _, j, _ in runs:
         m, d = j["model"], j["device"]
         if not d["backend"].startswith("cuda") or m["shape"] != "phi-4" or m["n_layers"] != 40:
             continue
         fmt = m["layer_format"]
-        key = (GPU_FORMAT_ORDER.index(fmt) if fmt in GPU_FORMAT_ORDER else 99, fmt,
-               m.get("sparsity") or 0.0, ["token", "layer", "ops"].index(d["gpu_mode"]))
-        rows[key] = j
+        order = GPU_FORMAT_ORDER.index(fmt) if fmt in GPU_FORMAT_ORDER else 99
+        out.append((order, fmt, m.get("sparsity") or 0.0, d["gpu_mode"], j))
+    return out
+
+
+def gpu_table(runs):
+    """docs/PERFORMANCE.md's GPU table: the Phi-4-shaped CUDA runs, one row per (format, mode),
+    ms/token and % of the ceiling per depth, tok/s at 1024."""
+    rows = {(order, fmt, sp, GPU_MODES.index(mode)): j for order, fmt, sp, mode, j in phi4_cuda_runs(runs)}
     depths = sorted({r["depth"] for j in rows.values() for r in j["results"]})
     print("| format | weights GB | mode | launches | " + " | ".join(f"ms/token d={d}" for d in depths) +
           " | tok/s d=1024 | " + " | ".join(f"% ceiling d={d}" for d in depths) + " |")
@@ -106,17 +115,12 @@ def gpu_plot(runs, out):
     ms/token against context depth per format."""
     import matplotlib.pyplot as plt
     rows = {}
-    for _, j, _ in runs:
-        m, d = j["model"], j["device"]
-        if not d["backend"].startswith("cuda") or m["shape"] != "phi-4" or m["n_layers"] != 40:
-            continue
-        fmt = m["layer_format"] + (f" {m['sparsity'] * 100:.0f}%" if m.get("sparsity") else "")
-        order = GPU_FORMAT_ORDER.index(m["layer_format"]) if m["layer_format"] in GPU_FORMAT_ORDER else 99
-        rows.setdefault((order, fmt), {})[d["gpu_mode"]] = j
+    for order, fmt, sp, mode, j in phi4_cuda_runs(runs):
+        rows.setdefault((order, fmt + (f" {sp * 100:.0f}%" if sp else "")), {})[mode] = j
     if not rows:
         sys.exit("no Phi-4-shaped CUDA runs to plot")
     keys = sorted(rows)
-    modes = ["token", "layer", "ops"]
+    modes = GPU_MODES
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(16, 5.5), gridspec_kw={"width_ratios": [2.2, 1]})
     width = 0.27
     for mi, mode in enumerate(modes):
