@@ -158,6 +158,10 @@ struct Case {
   // When set: wv, w_down and the LM head of this type instead, as llama.cpp's _K_M files mix
   // them (Q5_K_M: Q6_K there), so q|k|v fuses two block types (converted to q8_16 at upload).
   std::optional<WeightType> mix = std::nullopt;
+  // When > 0: SmolLM2's layers with this head size, 8 query heads and 2 KV heads (Phi-4's group
+  // of 4): head size 128 runs the tensor-core attention (attend_chunk_mma), small enough for
+  // the sanitizers
+  int head_dim = 0;
 };
 
 std::string case_name(const testing::TestParamInfo<Case>& info) { return info.param.name; }
@@ -177,6 +181,11 @@ TEST_P(CudaBackendTest, MatchesHostReference) {
   spec->layer_type = tc.type;
   spec->head_type = tc.type;
   spec->seed = std::random_device{}();  // fresh weights every run
+  if (tc.head_dim > 0) {
+    spec->config.head_dim = spec->config.rope_dim = tc.head_dim;
+    spec->config.n_heads = 8;
+    spec->config.n_kv_heads = 2;
+  }
   if (tc.variant) {
     spec->config.rope_style = core::RopeStyle::kInterleaved;
     spec->config.rope_dim = spec->config.head_dim / 2;
@@ -311,6 +320,12 @@ INSTANTIATE_TEST_SUITE_P(
                     Case{"smollm4_q4_0", "smollm2-135m", 4, WeightType::kQ4_0, false},
                     Case{"smollm4_q4_1", "smollm2-135m", 4, WeightType::kQ4_1, false},
                     Case{"smollm2_variant_q8_0", "smollm2-135m", 2, WeightType::kQ8_0, true},
+                    // the tensor-core attention: plain, and with the variant's sliding window
+                    // (ranges starting at odd positions) and partial rope
+                    Case{"smollm2_hd128_q8_0", "smollm2-135m", 2, WeightType::kQ8_0, false,
+                         std::nullopt, 128},
+                    Case{"smollm2_hd128_variant_q8_0", "smollm2-135m", 2, WeightType::kQ8_0, true,
+                         std::nullopt, 128},
                     Case{"phi4_1layer_bf16", "phi-4", 1, WeightType::kBF16, false},
                     Case{"phi4_1layer_f16", "phi-4", 1, WeightType::kF16, false},
                     Case{"phi4_1layer_q8_0", "phi-4", 1, WeightType::kQ8_0, false},

@@ -1,7 +1,8 @@
 // Decode attention over the KV cache, flash-decoding style: the positions [start, pos] are cut
 // into chunks; one warp computes, for one KV head and one chunk, the softmax state (max m, sum l,
-// unnormalised acc) of every query head of its GQA group in a single pass (online softmax: K and
-// V of a batch of positions are loaded together); one block per query head then merges the
+// unnormalised acc) of the query heads of its GQA group in a single pass (online softmax), on
+// tensor cores for head size 128 (attend_chunk_mma), else on CUDA cores (attend_chunk_warp: K
+// and V of a batch of positions loaded together); one block per query head then merges the
 // chunks. No score matrix ever reaches device memory.
 //
 // The chunk size is chosen per step (attn_plan) so that n_kv_heads x n_chunks is about the number
@@ -48,15 +49,18 @@ __device__ __forceinline__ AttnPlan attn_plan(const StepState& s, int pos) {
   p.t0 = attn_start(s, pos);
   p.n = pos + 1 - p.t0;
   // one item per warp, counting the passes a group larger than kMaxGroup takes
-  const int passes = (s.n_heads / s.n_kv_heads + kMaxGroup - 1) / kMaxGroup;
+  // the tensor-core path takes a whole group per pass (attend_chunk_mma)
+  const int max_group = s.v_pairs ? s.n_heads / s.n_kv_heads : kMaxGroup;
+  const int passes = (s.n_heads / s.n_kv_heads + max_group - 1) / max_group;
   const int target = max(1, int(gridDim.x) * kWarps / (s.n_kv_heads * passes));
   int chunk = min(s.attn_chunk, max(s.attn_min_chunk, (p.n + target - 1) / target));
   chunk = max(chunk, (p.n + s.n_chunks_max - 1) / s.n_chunks_max);  // capacity of s.part
+  if (s.v_pairs) chunk = (chunk + 15) & ~15;  // tensor cores: whole 16-position tiles
   p.chunk = chunk;
   p.n_chunks = (p.n + chunk - 1) / chunk;
   const int group = s.n_heads / s.n_kv_heads, pairs = s.n_kv_heads * p.n_chunks;
-  p.g_step = min(group, kMaxGroup);
-  for (int g = 1; g < p.g_step; g *= 2)
+  p.g_step = min(group, max_group);
+  for (int g = 1; g < p.g_step && !s.v_pairs; g *= 2)
     if (pairs * ((group + g - 1) / g) <= int(gridDim.x) * kWarps) { p.g_step = g; break; }
   p.n_sub_items = (group + p.g_step - 1) / p.g_step;
   return p;
@@ -207,9 +211,197 @@ __device__ inline void attend_chunk_warp(const StepState& s, int layer, int kv_h
   }
 }
 
-// Shared memory the attention stage needs: a [kMaxGroup][head_dim] query scratch per warp.
+// ---- the tensor-core path -----------------------------------------------------------------
+// One warp computes a chunk for all query heads of a GQA group at once with mma.sync m16n8k16
+// (f16 inputs, f32 accumulation): S = Q K^T per 16-position tile as two 8-position n-tiles (the
+// group's heads are the A rows, up to 8 of 16 used), the online softmax on S's fragments, and
+// O^T += V^T P^T (head_dim/16 m-tiles of V^T, P^T taken straight from S's fragments: the C layout
+// of S is the B layout of P^T). The CUDA-core path spends ~27 warp instructions per position and
+// query head (16 lanes per position, 4 shuffle levels per score, f16 conversions, per-lane
+// softmax): at depth 4096 on Phi-4 that chain, not the bytes, set the stage's 20.5 us for 7.4 us
+// of K/V bytes. Here a 16-position tile of a 4-head group is 24 mma and ~70 other instructions:
+// 11.8 us at 4096, 5.3 us at 1024 (was 9.1; H100, stage timer, docs/notes-cuda.md Round 10).
+// Layouts (PTX ISA, mma.m16n8k16, lane = 4 * gid + tig):
+//  - QK: B = K^T, so n = position tb + gid (tile A) or tb + 8 + gid (tile B), k = dims. Any
+//    permutation of the dims that Q and K share leaves Q K^T unchanged, so lane tig reads the
+//    16-byte pieces 4p + tig of its K row (4 lanes cover a row: coalesced) and k-step ks uses
+//    words (0, 1) or (2, 3) of piece ks/2 as b0, b1; its Q fragment (a0, a2) is the same dims of
+//    query row gid, converted once to f16 (a1 = a3 = 0: rows 8-15 unused).
+//  - PV: A = V^T (m = dims, k = positions): a0 = (dim r, positions 2 tig, 2 tig + 1) is one word of
+//    the pair layout (v_index); with m-tile mt's row r at dim D(mt, r) = 64 (mt / 4) + 32 (r / 8) +
+//    4 (r % 8) + mt % 4, one 16-byte load gives a lane the words of 4 m-tiles.
+//  - C = O^T: lane holds dims D(mt, gid), D(mt, gid + 8) of heads 2 tig, 2 tig + 1.
+// Reads 2 * n * head_dim * 2 B of K and V (from the tile's even start), group * head_dim * 4 B
+// of q; writes group * (head_dim + 2) * 4 B. FLOPs (tensor): 2 * 16 * 16 * head_dim * 2 per tile.
+// Head size 128 only (Phi-4, Llama 3 8B, Qwen 2.5 7B and up): every instance is compiled into
+// every fused kernel, whose registers and speed move with its code (Rounds 7-9); others take the
+// CUDA-core path.
+__host__ __device__ constexpr bool attention_mma_supported(int head_dim, int group) {
+  return head_dim == 128 && group >= 1 && group <= 8;
+}
+
+__device__ __forceinline__ void mma_16816(float (&d)[4], unsigned a0, unsigned a1, unsigned a2,
+                                          unsigned a3, unsigned b0, unsigned b1) {
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+      "{%8, %9}, {%0, %1, %2, %3};"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ unsigned pack_half2(float lo, float hi) {
+  const __half2 h = __floats2half2_rn(lo, hi);  // lo in the low 16 bits: the lower k index
+  unsigned u;
+  memcpy(&u, &h, 4);
+  return u;
+}
+
+__device__ __forceinline__ unsigned word_of(const int4& v, int i) {
+  return unsigned(i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w);
+}
+
+// Positions [t0, t0 + n) of `kv_head`, every query head of its group; output as attend_chunk_warp
+// (normalised to s.attn with one chunk, else (acc, m, l) to s.part).
+template <int kHd>
+__device__ inline void attend_chunk_mma(const StepState& s, int layer, int kv_head, int t0, int n,
+                                        int j, int n_chunks, float* qs) {
+  constexpr int kPieces = kHd / 32;  // 16-byte pieces of a K row per lane
+  constexpr int kMGroups = kHd / 64;  // V^T m-tiles, in groups of 4 (one 16-byte load each)
+  const int lane = threadIdx.x & 31, gid = lane >> 2, tig = lane & 3;
+  const int group = s.n_heads / s.n_kv_heads, first_head = kv_head * group;
+  const int lo = t0, hi = t0 + n;
+  const __half* kbase = s.k_cache + kv_offset(s, layer, kv_head, 0) + tig * 8;
+  const __half* vbase = s.v_cache + v_index(s, layer, kv_head, 0, 0) + gid * 8;
+
+  // query row gid, pieces 4p + tig, as f16 pairs (0 for rows >= group), stored per k-step in
+  // fragment order (lane-consecutive 8-byte words: conflict-free) to keep 4 * kPieces registers
+  // free across the tile loop
+  uint2* qf = reinterpret_cast<uint2*>(qs) + lane;
+  __syncwarp();  // qs may still be read for the warp's previous item
+  {
+    const bool real = gid < group;
+    const float* q = s.q + size_t(first_head + (real ? gid : 0)) * kHd + tig * 8;
+    const float k = real ? s.attn_scale : 0.0f;
+#pragma unroll
+    for (int p = 0; p < kPieces; ++p) {
+      const float4 x = *reinterpret_cast<const float4*>(q + p * 32);
+      const float4 y = *reinterpret_cast<const float4*>(q + p * 32 + 4);
+      qf[(2 * p) * 32] = make_uint2(pack_half2(x.x * k, x.y * k), pack_half2(x.z * k, x.w * k));
+      qf[(2 * p + 1) * 32] = make_uint2(pack_half2(y.x * k, y.y * k), pack_half2(y.z * k, y.w * k));
+    }
+  }
+  __syncwarp();
+
+  float acc[kMGroups * 4][4];
+#pragma unroll
+  for (int mt = 0; mt < kMGroups * 4; ++mt) acc[mt][0] = acc[mt][1] = acc[mt][2] = acc[mt][3] = 0.0f;
+  float m = -1e30f, l = 0.0f;  // row gid's state (finite m: exp(m - m_new) is 0 at the start)
+  const int last_pair = (hi - 1) >> 1;
+  for (int tb = lo & ~1; tb < hi; tb += 16) {
+    // K rows clamped into [lo, hi): never a position no step wrote (the cache is NaN there)
+    const int pa = min(max(tb + gid, lo), hi - 1), pb = min(max(tb + 8 + gid, lo), hi - 1);
+    int4 ka[kPieces], kb[kPieces];
+#pragma unroll
+    for (int p = 0; p < kPieces; ++p) {
+      ka[p] = *reinterpret_cast<const int4*>(kbase + size_t(pa) * kHd + p * 32);
+      kb[p] = *reinterpret_cast<const int4*>(kbase + size_t(pb) * kHd + p * 32);
+    }
+    float sa[4] = {0.0f, 0.0f, 0.0f, 0.0f}, sb[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+    for (int ks = 0; ks < 2 * kPieces; ++ks) {
+      const int p = ks >> 1, o = (ks & 1) * 2;
+      const uint2 a = qf[ks * 32];  // (a0, a2): the dims of words o, o + 1 of piece p
+      mma_16816(sa, a.x, 0u, a.y, 0u, word_of(ka[p], o), word_of(ka[p], o + 1));
+      mma_16816(sb, a.x, 0u, a.y, 0u, word_of(kb[p], o), word_of(kb[p], o + 1));
+    }
+    // V words [m-group][row half][pair tig or tig + 4]; pairs past the last valid position are
+    // clamped for the load and zeroed below (P is 0 there, but 0 * NaN is not 0)
+    int4 vw[kMGroups][2][2];
+#pragma unroll
+    for (int pp = 0; pp < 2; ++pp) {
+      const int pi = min((tb >> 1) + tig + 4 * pp, last_pair);
+#pragma unroll
+      for (int mg = 0; mg < kMGroups; ++mg)
+#pragma unroll
+        for (int rh = 0; rh < 2; ++rh)
+          vw[mg][rh][pp] = *reinterpret_cast<const int4*>(vbase + (size_t(pi) * kHd + mg * 64 + rh * 32) * 2);
+    }
+    // online softmax over row gid's four scores here (positions tb + 2 tig + {0, 1}, + 8)
+    const int q0 = tb + 2 * tig;
+    const float x0 = q0 >= lo && q0 < hi ? sa[0] : -INFINITY;
+    const float x1 = q0 + 1 >= lo && q0 + 1 < hi ? sa[1] : -INFINITY;
+    const float x2 = q0 + 8 >= lo && q0 + 8 < hi ? sb[0] : -INFINITY;
+    const float x3 = q0 + 9 >= lo && q0 + 9 < hi ? sb[1] : -INFINITY;
+    float mx = fmaxf(fmaxf(x0, x1), fmaxf(x2, x3));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    const float mn = fmaxf(m, mx), corr = __expf(m - mn);
+    const float p0 = __expf(x0 - mn), p1 = __expf(x1 - mn), p2 = __expf(x2 - mn), p3 = __expf(x3 - mn);
+    l = l * corr + ((p0 + p1) + (p2 + p3));
+    m = mn;
+    // acc's columns are heads 2 tig and 2 tig + 1: their rows' factors
+    const float c0 = __shfl_sync(0xffffffffu, corr, 8 * tig);
+    const float c1 = __shfl_sync(0xffffffffu, corr, 8 * tig + 4);
+#pragma unroll
+    for (int mt = 0; mt < kMGroups * 4; ++mt) {
+      acc[mt][0] *= c0; acc[mt][1] *= c1; acc[mt][2] *= c0; acc[mt][3] *= c1;
+    }
+    const unsigned b0 = pack_half2(p0, p1), b1 = pack_half2(p2, p3);
+    if (tb + 16 > hi) {  // the last tile: zero V of positions >= hi
+#pragma unroll
+      for (int pp = 0; pp < 2; ++pp) {
+        const int pos0 = tb + 2 * (tig + 4 * pp);
+        const unsigned keep = pos0 >= hi ? 0u : pos0 + 1 >= hi ? 0xffffu : 0xffffffffu;
+#pragma unroll
+        for (int mg = 0; mg < kMGroups; ++mg)
+#pragma unroll
+          for (int rh = 0; rh < 2; ++rh) {
+            int4& v = vw[mg][rh][pp];
+            v.x &= keep; v.y &= keep; v.z &= keep; v.w &= keep;
+          }
+      }
+    }
+#pragma unroll
+    for (int mg = 0; mg < kMGroups; ++mg)
+#pragma unroll
+      for (int mm = 0; mm < 4; ++mm)
+        mma_16816(acc[mg * 4 + mm], word_of(vw[mg][0][0], mm), word_of(vw[mg][1][0], mm),
+                  word_of(vw[mg][0][1], mm), word_of(vw[mg][1][1], mm), b0, b1);
+  }
+
+  l += __shfl_xor_sync(0xffffffffu, l, 1);
+  l += __shfl_xor_sync(0xffffffffu, l, 2);
+#pragma unroll
+  for (int e = 0; e < 2; ++e) {
+    const int hh = 2 * tig + e;  // this lane's acc column e
+    const float lh = __shfl_sync(0xffffffffu, l, 4 * hh), mh = __shfl_sync(0xffffffffu, m, 4 * hh);
+    if (hh >= group) continue;
+    const int h = first_head + hh;
+    float* dst;
+    float k = 1.0f;
+    if (n_chunks == 1) {
+      dst = s.attn + size_t(h) * kHd;
+      k = 1.0f / lh;
+    } else {
+      dst = s.part + (size_t(h) * s.n_chunks_max + j) * (kHd + 4);
+      if (gid == 0) { dst[kHd] = mh; dst[kHd + 1] = lh; }
+    }
+#pragma unroll
+    for (int mg = 0; mg < kMGroups; ++mg)
+#pragma unroll
+      for (int rh = 0; rh < 2; ++rh)
+        *reinterpret_cast<float4*>(dst + mg * 64 + rh * 32 + gid * 4) =
+            make_float4(acc[mg * 4 + 0][2 * rh + e] * k, acc[mg * 4 + 1][2 * rh + e] * k,
+                        acc[mg * 4 + 2][2 * rh + e] * k, acc[mg * 4 + 3][2 * rh + e] * k);
+  }
+}
+
+// Shared memory per warp of the attention stage: the CUDA-core path's [kMaxGroup][head_dim]
+// query scratch, or the tensor-core path's query fragments ([head_dim/16][32 lanes] x 8 B).
+__host__ __device__ constexpr int attention_warp_floats(int head_dim) {
+  return kMaxGroup * head_dim > 4 * head_dim ? kMaxGroup * head_dim : 4 * head_dim;
+}
 __host__ __device__ constexpr int attention_smem_bytes(int head_dim) {
-  return kWarps * kMaxGroup * head_dim * 4;
+  return kWarps * attention_warp_floats(head_dim) * 4;
 }
 
 // Shared memory merge_head_block needs: a row of head_dim floats per warp, plus the reduction.

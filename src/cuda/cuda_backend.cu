@@ -832,6 +832,7 @@ Status CudaBackendImpl::init(const core::Model& model, const CudaOptions& opt) {
   const int n_chunks_max = std::max((ctx + opt.attn_chunk - 1) / opt.attn_chunk,
                                     2 * sm_count * kWarps / c.n_kv_heads) + 1;
   const size_t kv_elems = size_t(c.n_layers) * c.n_kv_heads * size_t(ctx) * hd;
+  const size_t v_elems = size_t(c.n_layers) * c.n_kv_heads * size_t((ctx + 1) & ~1) * hd;
   struct Slot { size_t bytes; size_t off; };
   std::vector<Slot> slots;
   auto slot = [&](size_t bytes) { slots.push_back({bytes, 0}); return slots.size() - 1; };
@@ -840,7 +841,7 @@ Status CudaBackendImpl::init(const core::Model& model, const CudaOptions& opt) {
                i_act = slot(size_t(c.d_ff) * 4),
                i_part = slot(size_t(c.n_heads) * n_chunks_max * (hd + 4) * 4),
                i_logits = slot(size_t(c.vocab_size) * 4), i_argmax = slot(16),
-               i_k = slot(kv_elems * 2), i_v = slot(kv_elems * 2),
+               i_k = slot(kv_elems * 2), i_v = slot(v_elems * 2),
                i_rope = slot(size_t(ctx) * (c.rope_dim / 2) * 8),
                i_amax_v = slot(size_t(kMaxGrid) * 4), i_amax_i = slot(size_t(kMaxGrid) * 4);
   size_t soff = 0;
@@ -923,6 +924,10 @@ Status CudaBackendImpl::init(const core::Model& model, const CudaOptions& opt) {
   if (const char* e = std::getenv("PDVM_CUDA_MIN_CHUNK"); e != nullptr && std::atoi(e) > 0)
     s_.attn_min_chunk = std::min(std::atoi(e), opt.attn_chunk);
   s_.rope_interleaved = c.rope_style == core::RopeStyle::kInterleaved;
+  // the tensor-core attention where it applies; PDVM_CUDA_ATTN=cores forces the CUDA-core one
+  s_.v_pairs = attention_mma_supported(hd, c.n_heads / c.n_kv_heads);
+  if (const char* e = std::getenv("PDVM_CUDA_ATTN"); e != nullptr && std::string_view(e) == "cores")
+    s_.v_pairs = 0;
   s_.eps = c.rms_eps;
   s_.attn_scale = float(1.0 / std::sqrt(double(hd)));
 
@@ -930,7 +935,7 @@ Status CudaBackendImpl::init(const core::Model& model, const CudaOptions& opt) {
   // step wrote shows up as NaN in the output instead of passing silently
   PDVM_CUDA_TRY(cudaMemset(state_, 0, state_bytes_));
   PDVM_CUDA_TRY(cudaMemset(at(i_k), 0xFF, kv_elems * 2));
-  PDVM_CUDA_TRY(cudaMemset(at(i_v), 0xFF, kv_elems * 2));
+  PDVM_CUDA_TRY(cudaMemset(at(i_v), 0xFF, v_elems * 2));
   {
     // rope table in double on the host: f32 angles lose ~1e-3 rad at pos 4096
     const int half = c.rope_dim / 2;

@@ -32,7 +32,8 @@ struct CudaOptions {
   int attn_chunk = 64; // most positions per flash-decoding split (1..64); tests use small ones
   // fewest positions per split: each step cuts its positions into about one split per warp of the
   // grid, but no smaller than this (a warp loads 8 positions per batch at head_dim 128).
-  // The environment variable PDVM_CUDA_MIN_CHUNK overrides it.
+  // The environment variable PDVM_CUDA_MIN_CHUNK overrides it; PDVM_CUDA_ATTN=cores runs the
+  // CUDA-core attention where the tensor-core one applies (head size 128), for comparisons.
   int attn_min_chunk = 16;
   bool use_graph = true;  // ops and layer mode: replay a captured graph per token (false: plain
                           // launches; layer mode falls back to them if capture fails)

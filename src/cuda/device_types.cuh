@@ -87,6 +87,9 @@ struct StepState {
   // most n_chunks_max of them (s.part's capacity); see attn_plan
   int ctx = 0, window = 0, attn_chunk = 0, attn_min_chunk = 0, n_chunks_max = 0, vocab = 0;
   int rope_interleaved = 0;
+  // 1: the tensor-core attention (attend_chunk_mma: head_dim 128, GQA groups of <= 8) runs,
+  // and V is stored in position pairs (v_index); 0: the CUDA-core attention, V as K
+  int v_pairs = 0;
   float eps = 1e-5f, attn_scale = 1.0f;
 };
 
@@ -94,6 +97,18 @@ constexpr int kMaxGrid = 4096;  // blocks of a persistent grid (amax_v/amax_i ca
 
 __host__ __device__ inline size_t kv_offset(const StepState& s, int layer, int kv_head, int pos) {
   return ((size_t(layer) * s.n_kv_heads + kv_head) * s.ctx + pos) * s.head_dim;
+}
+
+// Context positions the V cache holds per head: ctx rounded up to even (a whole last pair).
+__host__ __device__ inline int v_ctx(const StepState& s) { return (s.ctx + 1) & ~1; }
+
+// V[layer][kv_head][pos][d]. With v_pairs the layout is [layer][kv_head][pos/2][head_dim][2]:
+// positions 2i and 2i+1 of one dim are one 32-bit word, which is the tensor cores' A fragment of
+// V^T (two consecutive positions of one dim), so a lane reads 4 dims of a pair in one 16-byte load.
+__host__ __device__ inline size_t v_index(const StepState& s, int layer, int kv_head, int pos, int d) {
+  if (!s.v_pairs) return kv_offset(s, layer, kv_head, pos) + d;
+  const size_t pair = (size_t(layer) * s.n_kv_heads + kv_head) * (v_ctx(s) / 2) + (pos >> 1);
+  return (pair * s.head_dim + d) * 2 + (pos & 1);
 }
 
 }  // namespace pdvm::cuda

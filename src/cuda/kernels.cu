@@ -264,7 +264,9 @@ __global__ void fill_kv_random_kernel(StepState s, int n_layers, int n_positions
     const float a = (float(uint32_t(r)) * 2.3283064e-10f * 2.0f - 1.0f) * 1.7320508f;
     const float b = (float(uint32_t(r >> 32)) * 2.3283064e-10f * 2.0f - 1.0f) * 1.7320508f;
     s.k_cache[dst] = __float2half_rn(a);
-    s.v_cache[dst] = __float2half_rn(b);
+    const int layer = int(lh / s.n_kv_heads), head = int(lh % s.n_kv_heads);
+    s.v_cache[v_index(s, layer, head, int(rem / s.head_dim), int(rem % s.head_dim))] =
+        __float2half_rn(b);
   }
 }
 

@@ -44,9 +44,9 @@ struct QkvEpilogue {
     for (int i = 0; i < kRowsPerWarp; ++i) v[i] = acc[i] + (bias != nullptr ? bias[row0 + i] : 0.0f);
     if (row0 >= q_rows + k_rows) {
       const int r = row0 - q_rows - k_rows;
-      __half* dst = s->v_cache + kv_offset(*s, layer, r / hd, pos) + r % hd;
 #pragma unroll
-      for (int i = 0; i < kRowsPerWarp; ++i) dst[i] = __float2half_rn(v[i]);
+      for (int i = 0; i < kRowsPerWarp; ++i)
+        s->v_cache[v_index(*s, layer, r / hd, pos, r % hd + i)] = __float2half_rn(v[i]);
       return;
     }
     const bool is_q = row0 < q_rows;
@@ -150,12 +150,16 @@ __device__ inline void attention_stage(const StepState& s, int layer, int pos, f
   const AttnPlan p = attn_plan(s, pos);
   const int group = s.n_heads / s.n_kv_heads;
   const int n_items = s.n_kv_heads * p.n_chunks * p.n_sub_items;
-  float* qs = smem + (threadIdx.x >> 5) * kMaxGroup * s.head_dim;
+  float* qs = smem + (threadIdx.x >> 5) * attention_warp_floats(s.head_dim);
   for (int it = (threadIdx.x >> 5) * gridDim.x + blockIdx.x; it < n_items; it += gridDim.x * kWarps) {
     const int pair = it / p.n_sub_items, g0 = (it % p.n_sub_items) * p.g_step;
-    const int j = pair / s.n_kv_heads, t0 = p.t0 + j * p.chunk;
-    attend_chunk_warp(s, layer, pair % s.n_kv_heads, t0, min(p.chunk, p.t0 + p.n - t0), j,
-                      p.n_chunks, g0, min(p.g_step, group - g0), qs);
+    const int j = pair / s.n_kv_heads, t0 = p.t0 + j * p.chunk, n = min(p.chunk, p.t0 + p.n - t0);
+    if (s.v_pairs) {  // whole groups (g0 == 0), tensor cores
+      attend_chunk_mma<128>(s, layer, pair % s.n_kv_heads, t0, n, j, p.n_chunks, qs);
+    } else {
+      attend_chunk_warp(s, layer, pair % s.n_kv_heads, t0, n, j, p.n_chunks, g0,
+                        min(p.g_step, group - g0), qs);
+    }
   }
 }
 
