@@ -70,11 +70,12 @@ if [[ $stage == tests || $stage == all ]]; then
   fi
   echo "tests exit: $?" >> "$out/tests.log"
   grep -E "worst rel|vs cpu|smollm2 \]|FAILED|PASSED|SKIPPED \]|tests exit|Failure|Expected|Which is" "$out/tests.log" | head -130
-  # the fused kernels under both tools: the variant (2 layers, 48 positions, every mode) and the
-  # q4_1 model (4 layers) for memcheck; racecheck (shared-memory hazards) on the variant alone
-  log "compute-sanitizer memcheck (smollm2 q4_1 4 layers and the variant; ops, layer, token)"
+  # the fused kernels under both tools: the variants (2 layers, 48 positions, every mode; head size
+  # 64 and 128, i.e. both attention paths), the head-size-128 model and the q4_1 model (4 layers)
+  # for memcheck; racecheck (shared-memory hazards) on the variants and the head-size-128 model
+  log "compute-sanitizer memcheck (smollm2 q4_1 4 layers, head size 128, the variants; ops, layer, token)"
   timeout 170 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 3 \
-    "${tests[0]}" --gtest_filter='*smollm4_q4_1*:*variant*' > "$out/memcheck.log" 2>&1
+    "${tests[0]}" --gtest_filter='*smollm4_q4_1*:*variant*:*hd128*' > "$out/memcheck.log" 2>&1
   echo "memcheck exit: $?" >> "$out/memcheck.log"
   grep -E "ERROR SUMMARY|memcheck exit|PASSED|FAILED" "$out/memcheck.log" | head
   # the bitmap_i8 kernel reads x past cols (padding) and mask words past a row: memcheck on the
@@ -91,9 +92,9 @@ if [[ $stage == tests || $stage == all ]]; then
     --gtest_filter='*q4_k*' >> "$out/memcheck.log" 2>&1
   echo "memcheck exit (q4_k_m): $?" >> "$out/memcheck.log"
   grep -E "ERROR SUMMARY|memcheck exit \(q4" "$out/memcheck.log" | tail -2
-  log "compute-sanitizer racecheck (the variant; ops, layer, token)"
+  log "compute-sanitizer racecheck (the variants, head size 128; ops, layer, token)"
   timeout 170 compute-sanitizer --tool racecheck --racecheck-report all --error-exitcode 3 \
-    "${tests[0]}" --gtest_filter='*variant*' > "$out/racecheck.log" 2>&1
+    "${tests[0]}" --gtest_filter='*variant*:*hd128*' > "$out/racecheck.log" 2>&1
   echo "racecheck exit: $?" >> "$out/racecheck.log"
   grep -E "RACECHECK SUMMARY|ERROR SUMMARY|racecheck exit|PASSED|FAILED" "$out/racecheck.log" | head
 fi
