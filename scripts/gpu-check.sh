@@ -93,7 +93,7 @@ if [[ $stage == tests || $stage == all ]]; then
   echo "memcheck exit (q4_k_m): $?" >> "$out/memcheck.log"
   grep -E "ERROR SUMMARY|memcheck exit \(q4" "$out/memcheck.log" | tail -2
   log "compute-sanitizer racecheck (the variants, head size 128; ops, layer, token)"
-  timeout 170 compute-sanitizer --tool racecheck --racecheck-report all --error-exitcode 3 \
+  timeout 300 compute-sanitizer --tool racecheck --racecheck-report all --error-exitcode 3 \
     "${tests[0]}" --gtest_filter='*variant*:*hd128*' > "$out/racecheck.log" 2>&1
   echo "racecheck exit: $?" >> "$out/racecheck.log"
   grep -E "RACECHECK SUMMARY|ERROR SUMMARY|racecheck exit|PASSED|FAILED" "$out/racecheck.log" | head
