@@ -72,9 +72,9 @@ struct StepState {
   // token mode: each block's argmax candidate over its slice of the logits ([kMaxGrid] each)
   float* amax_v = nullptr;
   int* amax_i = nullptr;
-  // KV cache [n_layers][n_kv_heads][ctx][head_dim], f16: a position's head is 256 contiguous bytes
-  // (head_dim 128), so the head_dim/8 lanes that read it issue one coalesced 16-byte load each, and
-  // a chunk of positions is one contiguous range.
+  // KV cache, f16. K [n_layers][n_kv_heads][ctx][head_dim]: a position's head is 256 contiguous
+  // bytes (head_dim 128), read in coalesced 16-byte pieces, and a chunk of positions is one
+  // contiguous range. V the same, or in position pairs with v_pairs (v_index).
   __half* k_cache = nullptr;
   __half* v_cache = nullptr;
   const float2* rope = nullptr;  // [ctx][rope_dim/2] (cos, sin), computed on the host in double
