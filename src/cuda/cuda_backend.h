@@ -29,7 +29,9 @@ struct CudaOptions {
   Mode mode = Mode::kOps;
   int context = 0;     // KV-cache positions (0: min(model max_seq, 4096))
   int device = 0;      // CUDA device ordinal
-  int attn_chunk = 64; // most positions per flash-decoding split (1..64); tests use small ones
+  // most positions per flash-decoding split (1..64); tests use small ones. The tensor-core
+  // attention (head size 128) rounds a split up to whole 16-position tiles.
+  int attn_chunk = 64;
   // fewest positions per split: each step cuts its positions into about one split per warp of the
   // grid, but no smaller than this (a warp loads 8 positions per batch at head_dim 128).
   // The environment variable PDVM_CUDA_MIN_CHUNK overrides it; PDVM_CUDA_ATTN=cores runs the
