@@ -94,6 +94,23 @@ void fill_k45(Block* b, int64_t cols, double sd, Rng& rng) {
   }
 }
 
+// Q4_0 / Q4_1 / Q5_0 / Q5_1 blocks of 32: a jittered scale d for codes of std kStdNibble or
+// kStdQ5 (Q5: the fifth bits qh too); with an offset m (Q4_1, Q5_1) the block is centred: codes
+// average 7.5 / 15.5, so m ~ -7.5 d / -15.5 d, jittered by up to half a step.
+template <typename Block>
+void fill_block32(Block* b, int64_t cols, double sd, Rng& rng) {
+  constexpr bool kQ5 = requires { b->qh; }, kOffset = requires { b->m; };
+  const double base = sd / (kQ5 ? kStdQ5 : kStdNibble), centre = kQ5 ? 15.5 : 7.5;
+  for (int64_t k = 0; k < cols / formats::kQK; ++k) {
+    const double d = base * (0.75 + 0.5 * rng.uniform());
+    b[k].d = core::f32_to_f16(float(d));
+    if constexpr (kOffset)
+      b[k].m = core::f32_to_f16(float(-centre * d + (rng.uniform() - 0.5) * d));
+    if constexpr (kQ5) rng.fill(b[k].qh, sizeof(b[k].qh));
+    rng.fill(b[k].qs, sizeof(b[k].qs));
+  }
+}
+
 bool is_pdvm_int8(WeightType t) { return t == WeightType::kI8Row || core::is_sparse(t); }
 
 bool supported_layer(WeightType t) {
@@ -178,51 +195,14 @@ void fill_row(WeightType t, int64_t cols, double sd, Rng& rng, uint8_t* dst) {
       }
       return;
     }
-    case WeightType::kQ4_0: {
-      auto* b = reinterpret_cast<formats::BlockQ4_0*>(dst);
-      const double base = sd / kStdNibble;
-      for (int64_t k = 0; k < cols / formats::kQK; ++k) {
-        b[k].d = core::f32_to_f16(float(base * (0.75 + 0.5 * rng.uniform())));
-        rng.fill(b[k].qs, sizeof(b[k].qs));
-      }
-      return;
-    }
-    case WeightType::kQ4_1: {
-      auto* b = reinterpret_cast<formats::BlockQ4_1*>(dst);
-      const double base = sd / kStdNibble;
-      for (int64_t k = 0; k < cols / formats::kQK; ++k) {
-        const double d = base * (0.75 + 0.5 * rng.uniform());
-        b[k].d = core::f32_to_f16(float(d));
-        // centre the block: nibbles average 7.5, so m ~ -7.5 d, jittered by up to half a step
-        b[k].m = core::f32_to_f16(float(-7.5 * d + (rng.uniform() - 0.5) * d));
-        rng.fill(b[k].qs, sizeof(b[k].qs));
-      }
-      return;
-    }
-    case WeightType::kQ5_0: {
-      // codes q - 16 uniform over [-16, 15]
-      auto* b = reinterpret_cast<formats::BlockQ5_0*>(dst);
-      const double base = sd / kStdQ5;
-      for (int64_t k = 0; k < cols / formats::kQK; ++k) {
-        b[k].d = core::f32_to_f16(float(base * (0.75 + 0.5 * rng.uniform())));
-        rng.fill(b[k].qh, sizeof(b[k].qh));
-        rng.fill(b[k].qs, sizeof(b[k].qs));
-      }
-      return;
-    }
-    case WeightType::kQ5_1: {
-      auto* b = reinterpret_cast<formats::BlockQ5_1*>(dst);
-      const double base = sd / kStdQ5;
-      for (int64_t k = 0; k < cols / formats::kQK; ++k) {
-        const double d = base * (0.75 + 0.5 * rng.uniform());
-        b[k].d = core::f32_to_f16(float(d));
-        // centre the block: codes average 15.5, so m ~ -15.5 d, jittered by up to half a step
-        b[k].m = core::f32_to_f16(float(-15.5 * d + (rng.uniform() - 0.5) * d));
-        rng.fill(b[k].qh, sizeof(b[k].qh));
-        rng.fill(b[k].qs, sizeof(b[k].qs));
-      }
-      return;
-    }
+    case WeightType::kQ4_0:
+      return fill_block32(reinterpret_cast<formats::BlockQ4_0*>(dst), cols, sd, rng);
+    case WeightType::kQ4_1:
+      return fill_block32(reinterpret_cast<formats::BlockQ4_1*>(dst), cols, sd, rng);
+    case WeightType::kQ5_0:
+      return fill_block32(reinterpret_cast<formats::BlockQ5_0*>(dst), cols, sd, rng);
+    case WeightType::kQ5_1:
+      return fill_block32(reinterpret_cast<formats::BlockQ5_1*>(dst), cols, sd, rng);
     case WeightType::kQ4_K:
       return fill_k45(reinterpret_cast<formats::BlockQ4_K*>(dst), cols, sd, rng);
     case WeightType::kQ5_K:
