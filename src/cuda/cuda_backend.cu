@@ -964,6 +964,9 @@ Status CudaBackendImpl::init(const core::Model& model, const CudaOptions& opt) {
                        "needed, the device allows " + std::to_string(prop.sharedMemPerBlockOptin));
   cfg_.stream = stream_;
   PDVM_TRY(configure_kernels(smem, prop.multiProcessorCount, &cfg_));
+  FmtSet used = 0;
+  for (const DevLayer& L : layers_) used |= layer_fmts(L);
+  cfg_.token_fmts = used;
 #ifdef PDVM_CUDA_STAGE_TIMER
   if (opt.mode != Mode::kOps) {  // a diagnostic build: its own small allocation
     const size_t n = size_t(c.n_layers) * kStageMarks * size_t(cfg_.grid_token) * 8;

@@ -60,6 +60,24 @@ struct DevLayer {
   const float* qkv_bias = nullptr;   // [qkv rows] in qkv row order, or null
 };
 
+// Which weight formats a kernel instance holds code for (bit 1 << f per Fmt f). Every kernel that
+// runs a layer's matvecs has an all-formats instance, and one per sparse format: a launch starts
+// with cold instruction caches, and the all-formats stages cost MdCSR and bitmap_i8 layers 2-3 us
+// each in layer_kernel over the same stages inside the token kernel (docs/notes-cuda.md, Rounds 9
+// and 11); the sparse-only instances hold a tenth of the code.
+using FmtSet = unsigned;
+__host__ __device__ constexpr FmtSet fmt_bit(Fmt f) { return 1u << unsigned(f); }
+constexpr FmtSet kAllFmts = 0xffffffffu;
+constexpr FmtSet kMdCsrFmts = fmt_bit(Fmt::kMdCsr);
+constexpr FmtSet kBitmapFmts = fmt_bit(Fmt::kBitmapI8);
+inline FmtSet layer_fmts(const DevLayer& L) {
+  return fmt_bit(L.qkv.fmt) | fmt_bit(L.wo.fmt) | fmt_bit(L.gate_up.fmt) | fmt_bit(L.down.fmt);
+}
+// The instance that runs layers whose matrices use the formats `used`.
+inline FmtSet kernel_fmts(FmtSet used) {
+  return used == kMdCsrFmts || used == kBitmapFmts ? used : kAllFmts;
+}
+
 struct StepState {
   int* step = nullptr;       // [2] token, pos: device memory, so one captured graph serves all steps
   float* x = nullptr;        // [d_model] residual stream (the hidden state)

@@ -30,9 +30,12 @@ __global__ void embed_kernel(StepState s, DevMatrix embd) {
     s.x[i] = dequant_one(embd, token, i);
 }
 
+// The matvec kernels and the fused ones come in instances per FmtSet (device_types.cuh): the
+// launchers pick kernel_fmts(formats the layer or model uses).
+template <FmtSet kF>
 __global__ void __launch_bounds__(kThreads) qkv_kernel(StepState s, DevLayer L, int layer) {
   __shared__ float red[kWarps + 1];
-  qkv_stage<false>(s, L, layer, s.step[1], dyn_smem(), red);
+  qkv_stage<false, kF>(s, L, layer, s.step[1], dyn_smem(), red);
 }
 __global__ void __launch_bounds__(kThreads) attention_kernel(StepState s, int layer) {
   attention_stage(s, layer, s.step[1], dyn_smem());
@@ -40,17 +43,20 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(StepState s, int la
 __global__ void __launch_bounds__(kThreads) merge_kernel(StepState s) {
   merge_stage(s, s.step[1], dyn_smem());  // returns at once when the step has a single chunk
 }
+template <FmtSet kF>
 __global__ void __launch_bounds__(kThreads) wo_kernel(StepState s, DevLayer L) {
   __shared__ float red[kWarps + 1];
-  wo_stage<false>(s, L, dyn_smem(), red);
+  wo_stage<false, kF>(s, L, dyn_smem(), red);
 }
+template <FmtSet kF>
 __global__ void __launch_bounds__(kThreads) ffn_up_kernel(StepState s, DevLayer L) {
   __shared__ float red[kWarps + 1];
-  ffn_up_stage<false>(s, L, dyn_smem(), red);
+  ffn_up_stage<false, kF>(s, L, dyn_smem(), red);
 }
+template <FmtSet kF>
 __global__ void __launch_bounds__(kThreads) down_kernel(StepState s, DevLayer L) {
   __shared__ float red[kWarps + 1];
-  down_stage<false>(s, L, dyn_smem(), red);
+  down_stage<false, kF>(s, L, dyn_smem(), red);
 }
 __global__ void __launch_bounds__(kThreads) head_kernel(StepState s, const float* out_norm,
                                                         DevMatrix out) {
@@ -80,13 +86,14 @@ __global__ void __launch_bounds__(kThreads) head_kernel(StepState s, const float
 
 // layer_kernel: a whole layer in one cooperative launch (4 or 5 grid barriers: merge runs only when
 // the step's positions span several chunks). Each barrier's reason:
+template <FmtSet kF>
 __global__ void __launch_bounds__(kThreads) layer_kernel(StepState s, DevLayer L, int layer) {
   __shared__ float red[kWarps + 1];
   GridBarrier bar(s.barrier);
   float* smem = dyn_smem();
   const int pos = s.step[1];
   if (layer > 0) PDVM_MARK(layer - 1, kMarkDownOpen);
-  qkv_stage(s, L, layer, pos, smem, red);
+  qkv_stage<true, kF>(s, L, layer, pos, smem, red);
   PDVM_MARK_DONE(layer, kMarkQkvDone);
   bar.sync();  // K,V of pos are in the cache and q is complete
   PDVM_MARK(layer, kMarkQkvOpen);
@@ -100,15 +107,15 @@ __global__ void __launch_bounds__(kThreads) layer_kernel(StepState s, DevLayer L
     bar.sync();  // attn (all heads) is complete
     PDVM_MARK(layer, kMarkMergeOpen);
   }
-  wo_stage(s, L, smem, red);
+  wo_stage<true, kF>(s, L, smem, red);
   PDVM_MARK_DONE(layer, kMarkWoDone);
   bar.sync();  // x has the attention residual (the FFN norm needs all of x)
   PDVM_MARK(layer, kMarkWoOpen);
-  ffn_up_stage(s, L, smem, red);
+  ffn_up_stage<true, kF>(s, L, smem, red);
   PDVM_MARK_DONE(layer, kMarkUpDone);
   bar.sync();  // act is complete
   PDVM_MARK(layer, kMarkUpOpen);
-  down_stage(s, L, smem, red);
+  down_stage<true, kF>(s, L, smem, red);
   PDVM_MARK_DONE(layer, kMarkDownDone);
   // the kernel's end orders this layer's x before the next launch
 }
@@ -160,7 +167,8 @@ __device__ inline void block_argmax(int k0, int n, int stride, const Get& get, f
 //  - after the head: the argmax reads every logit;
 //  - after the per-block argmax candidates: block 0 reduces them.
 // The layers are c_layers[0, n_layers); token and pos come as arguments (no set_step launch: one
-// launch per token).
+// launch per token). kF holds the layers' formats; the head takes any format.
+template <FmtSet kF>
 __global__ void __launch_bounds__(kThreads) token_kernel(StepState s, int n_layers, DevMatrix embd,
                                                          const float* out_norm, DevMatrix out,
                                                          int token, int pos) {
@@ -174,7 +182,7 @@ __global__ void __launch_bounds__(kThreads) token_kernel(StepState s, int n_laye
   bar.sync();
   for (int l = 0; l < n_layers; ++l) {
     const DevLayer& L = c_layers[l];
-    qkv_stage(s, L, l, pos, smem, red);
+    qkv_stage<true, kF>(s, L, l, pos, smem, red);
     PDVM_MARK_DONE(l, kMarkQkvDone);
     bar.sync();
     PDVM_MARK(l, kMarkQkvOpen);
@@ -188,15 +196,15 @@ __global__ void __launch_bounds__(kThreads) token_kernel(StepState s, int n_laye
       bar.sync();
       PDVM_MARK(l, kMarkMergeOpen);
     }
-    wo_stage(s, L, smem, red);
+    wo_stage<true, kF>(s, L, smem, red);
     PDVM_MARK_DONE(l, kMarkWoDone);
     bar.sync();
     PDVM_MARK(l, kMarkWoOpen);
-    ffn_up_stage(s, L, smem, red);
+    ffn_up_stage<true, kF>(s, L, smem, red);
     PDVM_MARK_DONE(l, kMarkUpDone);
     bar.sync();
     PDVM_MARK(l, kMarkUpOpen);
-    down_stage(s, L, smem, red);
+    down_stage<true, kF>(s, L, smem, red);
     PDVM_MARK_DONE(l, kMarkDownDone);
     bar.sync();
     PDVM_MARK(l, kMarkDownOpen);
@@ -288,6 +296,30 @@ Result<int> resident_blocks(K kernel, size_t smem_bytes, int sm_count) {
   return per_sm * sm_count;
 }
 
+// The instances of the layer-running kernels, per FmtSet (kernel_fmts picks one).
+struct Instances {
+  FmtSet fmts;
+  void (*qkv)(StepState, DevLayer, int);
+  void (*wo)(StepState, DevLayer);
+  void (*ffn_up)(StepState, DevLayer);
+  void (*down)(StepState, DevLayer);
+  void (*layer)(StepState, DevLayer, int);
+  void (*token)(StepState, int, DevMatrix, const float*, DevMatrix, int, int);
+};
+template <FmtSet kF>
+constexpr Instances instances_of() {
+  return {kF, qkv_kernel<kF>, wo_kernel<kF>, ffn_up_kernel<kF>, down_kernel<kF>, layer_kernel<kF>,
+          token_kernel<kF>};
+}
+constexpr Instances kInstances[] = {instances_of<kAllFmts>(), instances_of<kMdCsrFmts>(),
+                                    instances_of<kBitmapFmts>()};
+const Instances& instances_for(FmtSet used) {
+  const FmtSet f = kernel_fmts(used);
+  for (const auto& k : kInstances)
+    if (k.fmts == f) return k;
+  return kInstances[0];
+}
+
 }  // namespace
 
 Status configure_kernels(size_t smem_bytes, int sm_count, LaunchConfig* cfg) {
@@ -297,32 +329,32 @@ Status configure_kernels(size_t smem_bytes, int sm_count, LaunchConfig* cfg) {
     PDVM_CUDA_TRY(cudaMemcpyToSymbol(g_stage_knockout, &bits, sizeof bits));
   }
 #endif
-  PDVM_TRY(set_smem(qkv_kernel, smem_bytes));
   PDVM_TRY(set_smem(attention_kernel, smem_bytes));
   PDVM_TRY(set_smem(merge_kernel, smem_bytes));
-  PDVM_TRY(set_smem(wo_kernel, smem_bytes));
-  PDVM_TRY(set_smem(ffn_up_kernel, smem_bytes));
-  PDVM_TRY(set_smem(down_kernel, smem_bytes));
   PDVM_TRY(set_smem(head_kernel, smem_bytes));
-  PDVM_TRY(set_smem(layer_kernel, smem_bytes));
-  PDVM_TRY(set_smem(token_kernel, smem_bytes));
   cfg->smem_bytes = smem_bytes;
-  // the per-op kernels share one grid: the smallest resident count of the matvec kernels
-  int ops = 1 << 30;
-  for (auto r : {resident_blocks(qkv_kernel, smem_bytes, sm_count),
-                 resident_blocks(ffn_up_kernel, smem_bytes, sm_count),
-                 resident_blocks(down_kernel, smem_bytes, sm_count),
-                 resident_blocks(head_kernel, smem_bytes, sm_count)}) {
-    if (!r.is_ok()) return r.status();
-    ops = std::min(ops, r.value());
+  // the per-op kernels share one grid: the smallest resident count of the matvec kernels; the
+  // fused kernels all blocks resident, in every instance
+  int ops = 1 << 30, fused = kMaxGrid;
+  auto fit = [&](auto kernel, int* grid) -> Status {
+    PDVM_TRY(set_smem(kernel, smem_bytes));
+    PDVM_ASSIGN_OR_RETURN(const int r, resident_blocks(kernel, smem_bytes, sm_count));
+    *grid = std::min(*grid, r);
+    return Status::ok();
+  };
+  PDVM_TRY(fit(head_kernel, &ops));
+  for (const auto& k : kInstances) {
+    PDVM_TRY(fit(k.qkv, &ops));
+    PDVM_TRY(fit(k.wo, &ops));
+    PDVM_TRY(fit(k.ffn_up, &ops));
+    PDVM_TRY(fit(k.down, &ops));
+    // one grid size for both fused kernels: they share the backend's barrier counter, which
+    // counts in multiples of the grid (GridBarrier)
+    PDVM_TRY(fit(k.layer, &fused));
+    PDVM_TRY(fit(k.token, &fused));
   }
   cfg->grid_ops = ops;
-  PDVM_ASSIGN_OR_RETURN(cfg->grid_layer, resident_blocks(layer_kernel, smem_bytes, sm_count));
-  PDVM_ASSIGN_OR_RETURN(cfg->grid_token, resident_blocks(token_kernel, smem_bytes, sm_count));
-  cfg->grid_token = std::min(cfg->grid_token, kMaxGrid);
-  // one grid size for both fused kernels: they share the backend's barrier counter, which counts
-  // in multiples of the grid (GridBarrier)
-  cfg->grid_layer = cfg->grid_token = std::min(cfg->grid_layer, cfg->grid_token);
+  cfg->grid_layer = cfg->grid_token = fused;
   return Status::ok();
 }
 
@@ -339,18 +371,19 @@ Status launch_embed(const StepState& s, const DevMatrix& tok_embd, cudaStream_t 
 }
 
 Status launch_layer_ops(const StepState& s, const DevLayer& L, int layer, const LaunchConfig& c) {
-  qkv_kernel<<<c.grid_ops, kThreads, c.smem_bytes, c.stream>>>(s, L, layer);
+  const Instances& k = instances_for(layer_fmts(L));
+  k.qkv<<<c.grid_ops, kThreads, c.smem_bytes, c.stream>>>(s, L, layer);
   PDVM_CUDA_LAUNCHED("qkv_kernel");
   attention_kernel<<<c.grid_ops, kThreads, c.smem_bytes, c.stream>>>(s, layer);
   PDVM_CUDA_LAUNCHED("attention_kernel");
   // the same grid as attention_kernel: both derive the step's chunk plan from the grid size
   merge_kernel<<<c.grid_ops, kThreads, c.smem_bytes, c.stream>>>(s);
   PDVM_CUDA_LAUNCHED("merge_kernel");
-  wo_kernel<<<c.grid_ops, kThreads, c.smem_bytes, c.stream>>>(s, L);
+  k.wo<<<c.grid_ops, kThreads, c.smem_bytes, c.stream>>>(s, L);
   PDVM_CUDA_LAUNCHED("wo_kernel");
-  ffn_up_kernel<<<c.grid_ops, kThreads, c.smem_bytes, c.stream>>>(s, L);
+  k.ffn_up<<<c.grid_ops, kThreads, c.smem_bytes, c.stream>>>(s, L);
   PDVM_CUDA_LAUNCHED("ffn_up_kernel");
-  down_kernel<<<c.grid_ops, kThreads, c.smem_bytes, c.stream>>>(s, L);
+  k.down<<<c.grid_ops, kThreads, c.smem_bytes, c.stream>>>(s, L);
   PDVM_CUDA_LAUNCHED("down_kernel");
   return Status::ok();
 }
@@ -360,7 +393,7 @@ Status launch_layer_fused(const StepState& s, const DevLayer& L, int layer, cons
   DevLayer l_arg = L;
   int layer_arg = layer;
   void* args[] = {&s_arg, &l_arg, &layer_arg};
-  PDVM_CUDA_TRY(cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(layer_kernel),
+  PDVM_CUDA_TRY(cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(instances_for(layer_fmts(L)).layer),
                                             dim3(c.grid_layer), dim3(kThreads), args, c.smem_bytes,
                                             c.stream));
   return Status::ok();
@@ -385,7 +418,7 @@ Status launch_token_fused(const StepState& s, int n_layers, const DevMatrix& emb
   DevMatrix e_arg = embd, o_arg = out;
   const float* norm_arg = out_norm;
   void* args[] = {&s_arg, &n_arg, &e_arg, &norm_arg, &o_arg, &token_arg, &pos_arg};
-  PDVM_CUDA_TRY(cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(token_kernel),
+  PDVM_CUDA_TRY(cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(instances_for(c.token_fmts).token),
                                             dim3(c.grid_token), dim3(kThreads), args, c.smem_bytes,
                                             c.stream));
   return Status::ok();

@@ -422,20 +422,27 @@ namespace pdvm::cuda {
 
 // The format switch is uniform across the grid (one matrix per stage), so it costs one branch.
 // kPaired: the fused kernels' loop shape (matvec_rows_warp); false in the per-op kernels.
-template <bool kPaired = true, class Epi>
+// kFmts: the formats this instance holds code for (FmtSet); the launcher picks an instance that
+// holds the matrix's format.
+template <bool kPaired = true, FmtSet kFmts = kAllFmts, class Epi>
 __device__ void matvec_stage(const DevMatrix& m, const float* xs, const Epi& epi) {
+#define PDVM_FMT_CASE(F, CALL) \
+  case F:                      \
+    if constexpr ((kFmts & fmt_bit(F)) != 0) CALL; \
+    break
   switch (m.fmt) {
-    case Fmt::kQ8_0: matvec_stage_fmt<FmtQ8, kPaired>(m, xs, epi); break;
-    case Fmt::kQ4_0: matvec_stage_fmt<FmtQ4<false>, kPaired>(m, xs, epi); break;
-    case Fmt::kQ4_1: matvec_stage_fmt<FmtQ4<true>, kPaired>(m, xs, epi); break;
-    case Fmt::kBF16: matvec_stage_fmt<FmtDense<Fmt::kBF16>, kPaired>(m, xs, epi); break;
-    case Fmt::kF16: matvec_stage_fmt<FmtDense<Fmt::kF16>, kPaired>(m, xs, epi); break;
-    case Fmt::kF32: matvec_stage_fmt<FmtDense<Fmt::kF32>, kPaired>(m, xs, epi); break;
-    case Fmt::kMdCsr: matvec_stage_mdcsr(m, xs, epi); break;
-    case Fmt::kI8Row: matvec_stage_fmt<FmtI8Row, kPaired>(m, xs, epi); break;
-    case Fmt::kBitmapI8: matvec_stage_bitmap(m, xs, epi); break;
-    case Fmt::kQ8_16: matvec_stage_fmt<FmtQ8_16, kPaired>(m, xs, epi); break;
+    PDVM_FMT_CASE(Fmt::kQ8_0, (matvec_stage_fmt<FmtQ8, kPaired>(m, xs, epi)));
+    PDVM_FMT_CASE(Fmt::kQ4_0, (matvec_stage_fmt<FmtQ4<false>, kPaired>(m, xs, epi)));
+    PDVM_FMT_CASE(Fmt::kQ4_1, (matvec_stage_fmt<FmtQ4<true>, kPaired>(m, xs, epi)));
+    PDVM_FMT_CASE(Fmt::kBF16, (matvec_stage_fmt<FmtDense<Fmt::kBF16>, kPaired>(m, xs, epi)));
+    PDVM_FMT_CASE(Fmt::kF16, (matvec_stage_fmt<FmtDense<Fmt::kF16>, kPaired>(m, xs, epi)));
+    PDVM_FMT_CASE(Fmt::kF32, (matvec_stage_fmt<FmtDense<Fmt::kF32>, kPaired>(m, xs, epi)));
+    PDVM_FMT_CASE(Fmt::kMdCsr, (matvec_stage_mdcsr(m, xs, epi)));
+    PDVM_FMT_CASE(Fmt::kI8Row, (matvec_stage_fmt<FmtI8Row, kPaired>(m, xs, epi)));
+    PDVM_FMT_CASE(Fmt::kBitmapI8, (matvec_stage_bitmap(m, xs, epi)));
+    PDVM_FMT_CASE(Fmt::kQ8_16, (matvec_stage_fmt<FmtQ8_16, kPaired>(m, xs, epi)));
   }
+#undef PDVM_FMT_CASE
 }
 
 // One weight, dequantized (embedding lookups; not on a hot path).

@@ -137,11 +137,11 @@ struct StoreEpilogue {
 // floats for block reductions.
 
 // RMSNorm(x) -> qkv matvec -> bias, rope; q to s.q, K and V of `pos` into the cache.
-template <bool kPaired = true>  // false: the per-op kernel (matvec_rows_warp)
+template <bool kPaired = true, FmtSet kFmts = kAllFmts>  // false: the per-op kernel (matvec_rows_warp)
 __device__ inline void qkv_stage(const StepState& s, const DevLayer& L, int layer, int pos,
                                  float* smem, float* red) {
   stage_input(smem, s.x, s.d_model, L.attn_norm, s.eps, red, L.qkv);
-  matvec_stage<kPaired>(L.qkv, smem, QkvEpilogue{&s, L.qkv_bias, layer, pos});
+  matvec_stage<kPaired, kFmts>(L.qkv, smem, QkvEpilogue{&s, L.qkv_bias, layer, pos});
 }
 
 // Partial attention for every item (chunk, kv head, query heads: attn_plan), one warp each; with
@@ -175,27 +175,27 @@ __device__ inline void merge_stage(const StepState& s, int pos, float* smem) {
 // spill (16-192 B in token_kernel; docs/notes-cuda.md, Round 7).
 
 // x += Wo . attn
-template <bool kPaired = true>
+template <bool kPaired = true, FmtSet kFmts = kAllFmts>
 __device__ __forceinline__ void wo_stage(const StepState& s, const DevLayer& L, float* smem,
                                          float* red) {
   stage_input(smem, s.attn, s.n_heads * s.head_dim, nullptr, 0.0f, red, L.wo);
-  matvec_stage<kPaired>(L.wo, smem, ResidualEpilogue{s.x, s.d_model});
+  matvec_stage<kPaired, kFmts>(L.wo, smem, ResidualEpilogue{s.x, s.d_model});
 }
 
 // act = silu(W_gate . n) * (W_up . n), n = RMSNorm(x)
-template <bool kPaired = true>
+template <bool kPaired = true, FmtSet kFmts = kAllFmts>
 __device__ __forceinline__ void ffn_up_stage(const StepState& s, const DevLayer& L, float* smem,
                                              float* red) {
   stage_input(smem, s.x, s.d_model, L.ffn_norm, s.eps, red, L.gate_up);
-  matvec_stage<kPaired>(L.gate_up, smem, SiluMulEpilogue{s.act, s.d_ff});
+  matvec_stage<kPaired, kFmts>(L.gate_up, smem, SiluMulEpilogue{s.act, s.d_ff});
 }
 
 // x += W_down . act
-template <bool kPaired = true>
+template <bool kPaired = true, FmtSet kFmts = kAllFmts>
 __device__ __forceinline__ void down_stage(const StepState& s, const DevLayer& L, float* smem,
                                            float* red) {
   stage_input(smem, s.act, s.d_ff, nullptr, 0.0f, red, L.down);
-  matvec_stage<kPaired>(L.down, smem, ResidualEpilogue{s.x, s.d_model});
+  matvec_stage<kPaired, kFmts>(L.down, smem, ResidualEpilogue{s.x, s.d_model});
 }
 
 // logits = W_out . RMSNorm(x)
