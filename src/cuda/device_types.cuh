@@ -62,7 +62,7 @@ struct DevLayer {
 
 // Which weight formats a kernel instance holds code for (bit 1 << f per Fmt f). Every kernel that
 // runs a layer's matvecs has an all-formats instance, and one per sparse format: a launch starts
-// with cold instruction caches, and the all-formats stages cost MdCSR and bitmap_i8 layers 2-3 us
+// with cold instruction caches, and the all-formats stages cost MdCSR and bitmap_i8 layers 1-3 us
 // each in layer_kernel over the same stages inside the token kernel (docs/notes-cuda.md, Rounds 9
 // and 11). The sparse-only instances hold a quarter of the instructions (SASS, sm_90a: layer_kernel
 // 9.5k / 10.6k against 38.4k, the per-op matvec kernels 1.2-2.2k against 6.6-10.6k).
