@@ -196,18 +196,28 @@ __global__ void __launch_bounds__(kThreads) token_kernel(StepState s, int n_laye
       bar.sync();
       PDVM_MARK(l, kMarkMergeOpen);
     }
-    wo_stage<true, kF>(s, L, smem, red);
-    PDVM_MARK_DONE(l, kMarkWoDone);
-    bar.sync();
-    PDVM_MARK(l, kMarkWoOpen);
-    ffn_up_stage<true, kF>(s, L, smem, red);
-    PDVM_MARK_DONE(l, kMarkUpDone);
-    bar.sync();
-    PDVM_MARK(l, kMarkUpOpen);
-    down_stage<true, kF>(s, L, smem, red);
-    PDVM_MARK_DONE(l, kMarkDownDone);
-    bar.sync();
-    PDVM_MARK(l, kMarkDownOpen);
+    if constexpr (kF == kAllFmts) {
+      wo_stage<true, kF>(s, L, smem, red);
+      PDVM_MARK_DONE(l, kMarkWoDone);
+      bar.sync();
+      PDVM_MARK(l, kMarkWoOpen);
+      ffn_up_stage<true, kF>(s, L, smem, red);
+      PDVM_MARK_DONE(l, kMarkUpDone);
+      bar.sync();
+      PDVM_MARK(l, kMarkUpOpen);
+      down_stage<true, kF>(s, L, smem, red);
+      PDVM_MARK_DONE(l, kMarkDownDone);
+      bar.sync();
+      PDVM_MARK(l, kMarkDownOpen);
+    } else {  // the sparse instances: one call site for the three (tail_stage)
+#pragma unroll 1
+      for (int k = 0; k < 3; ++k) {
+        tail_stage<kF>(s, L, k, smem, red);
+        PDVM_MARK_DONE(l, kMarkWoDone + 2 * k);
+        bar.sync();
+        PDVM_MARK(l, kMarkWoOpen + 2 * k);
+      }
+    }
   }
   head_stage(s, out_norm, out, smem, red);
   bar.sync();

@@ -116,6 +116,25 @@ struct SiluMulEpilogue {
   }
 };
 
+// wo, ffn_up or down's epilogue, chosen at run time (silu: SiluMulEpilogue, else
+// ResidualEpilogue): the token kernel's sparse instances run the three stages through one call
+// site (tail_stage), so their matvec's code is held once, not three times.
+struct TailEpilogue {
+  bool silu;
+  ResidualEpilogue res;
+  float* act;
+  int d_ff;
+  using Pre = float;
+  __device__ float preload(int row0) const { return silu ? 0.0f : res.preload(row0); }
+  __device__ void operator()(int row0, const float (&acc)[kRowsPerWarp], float x0) const {
+    if (silu) {
+      SiluMulEpilogue{act, d_ff}(row0, acc, 0);
+    } else {
+      res(row0, acc, x0);
+    }
+  }
+};
+
 struct StoreEpilogue {
   float* out;
   int rows;
@@ -196,6 +215,18 @@ __device__ __forceinline__ void down_stage(const StepState& s, const DevLayer& L
                                            float* red) {
   stage_input(smem, s.act, s.d_ff, nullptr, 0.0f, red, L.down);
   matvec_stage<kPaired, kFmts>(L.down, smem, ResidualEpilogue{s.x, s.d_model});
+}
+
+// Stage k of {wo, ffn_up, down} (k = 0, 1, 2) through one call site: the same work as wo_stage,
+// ffn_up_stage and down_stage, with the input, norm, matrix and epilogue chosen at run time.
+template <FmtSet kFmts>
+__device__ __forceinline__ void tail_stage(const StepState& s, const DevLayer& L, int k, float* smem,
+                                           float* red) {
+  const DevMatrix& m = k == 0 ? L.wo : k == 1 ? L.gate_up : L.down;
+  const float* src = k == 0 ? s.attn : k == 1 ? s.x : s.act;
+  const int n = k == 0 ? s.n_heads * s.head_dim : k == 1 ? s.d_model : s.d_ff;
+  stage_input(smem, src, n, k == 1 ? L.ffn_norm : nullptr, k == 1 ? s.eps : 0.0f, red, m);
+  matvec_stage<true, kFmts>(m, smem, TailEpilogue{k == 1, ResidualEpilogue{s.x, s.d_model}, s.act, s.d_ff});
 }
 
 // logits = W_out . RMSNorm(x)
