@@ -403,9 +403,9 @@ Status launch_layer_fused(const StepState& s, const DevLayer& L, int layer, cons
   DevLayer l_arg = L;
   int layer_arg = layer;
   void* args[] = {&s_arg, &l_arg, &layer_arg};
-  PDVM_CUDA_TRY(cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(instances_for(layer_fmts(L)).layer),
-                                            dim3(c.grid_layer), dim3(kThreads), args, c.smem_bytes,
-                                            c.stream));
+  const auto kernel = reinterpret_cast<const void*>(instances_for(layer_fmts(L)).layer);
+  PDVM_CUDA_TRY(cudaLaunchCooperativeKernel(kernel, dim3(c.grid_layer), dim3(kThreads), args,
+                                            c.smem_bytes, c.stream));
   return Status::ok();
 }
 
@@ -428,9 +428,9 @@ Status launch_token_fused(const StepState& s, int n_layers, const DevMatrix& emb
   DevMatrix e_arg = embd, o_arg = out;
   const float* norm_arg = out_norm;
   void* args[] = {&s_arg, &n_arg, &e_arg, &norm_arg, &o_arg, &token_arg, &pos_arg};
-  PDVM_CUDA_TRY(cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(instances_for(c.token_fmts).token),
-                                            dim3(c.grid_token), dim3(kThreads), args, c.smem_bytes,
-                                            c.stream));
+  const auto kernel = reinterpret_cast<const void*>(instances_for(c.token_fmts).token);
+  PDVM_CUDA_TRY(cudaLaunchCooperativeKernel(kernel, dim3(c.grid_token), dim3(kThreads), args,
+                                            c.smem_bytes, c.stream));
   return Status::ok();
 }
 

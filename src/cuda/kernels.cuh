@@ -17,7 +17,7 @@ struct LaunchConfig {
   int grid_token = 0;  // blocks of the cooperative token kernel (<= kMaxGrid)
   size_t smem_bytes = 0;
   cudaStream_t stream = nullptr;
-  FmtSet token_fmts = kAllFmts;  // the formats of the token kernel's layer table (layer_fmts, or'ed)
+  FmtSet token_fmts = kAllFmts;  // the token kernel's layer table's formats (layer_fmts, or'ed)
 };
 
 // Sets the dynamic shared-memory limit of every kernel to smem_bytes and sizes the grids from

@@ -156,7 +156,8 @@ struct StoreEpilogue {
 // floats for block reductions.
 
 // RMSNorm(x) -> qkv matvec -> bias, rope; q to s.q, K and V of `pos` into the cache.
-template <bool kPaired = true, FmtSet kFmts = kAllFmts>  // false: the per-op kernel (matvec_rows_warp)
+// kPaired false: the per-op kernel (matvec_rows_warp)
+template <bool kPaired = true, FmtSet kFmts = kAllFmts>
 __device__ inline void qkv_stage(const StepState& s, const DevLayer& L, int layer, int pos,
                                  float* smem, float* red) {
   stage_input(smem, s.x, s.d_model, L.attn_norm, s.eps, red, L.qkv);
@@ -220,13 +221,14 @@ __device__ __forceinline__ void down_stage(const StepState& s, const DevLayer& L
 // Stage k of {wo, ffn_up, down} (k = 0, 1, 2) through one call site: the same work as wo_stage,
 // ffn_up_stage and down_stage, with the input, norm, matrix and epilogue chosen at run time.
 template <FmtSet kFmts>
-__device__ __forceinline__ void tail_stage(const StepState& s, const DevLayer& L, int k, float* smem,
-                                           float* red) {
+__device__ __forceinline__ void tail_stage(const StepState& s, const DevLayer& L, int k,
+                                           float* smem, float* red) {
   const DevMatrix& m = k == 0 ? L.wo : k == 1 ? L.gate_up : L.down;
   const float* src = k == 0 ? s.attn : k == 1 ? s.x : s.act;
   const int n = k == 0 ? s.n_heads * s.head_dim : k == 1 ? s.d_model : s.d_ff;
   stage_input(smem, src, n, k == 1 ? L.ffn_norm : nullptr, k == 1 ? s.eps : 0.0f, red, m);
-  matvec_stage<true, kFmts>(m, smem, TailEpilogue{k == 1, ResidualEpilogue{s.x, s.d_model}, s.act, s.d_ff});
+  const TailEpilogue epi{k == 1, ResidualEpilogue{s.x, s.d_model}, s.act, s.d_ff};
+  matvec_stage<true, kFmts>(m, smem, epi);
 }
 
 // logits = W_out . RMSNorm(x)
