@@ -832,7 +832,7 @@ Status CudaBackendImpl::init(const core::Model& model, const CudaOptions& opt) {
   const int n_chunks_max = std::max((ctx + opt.attn_chunk - 1) / opt.attn_chunk,
                                     2 * sm_count * kWarps / c.n_kv_heads) + 1;
   const size_t kv_elems = size_t(c.n_layers) * c.n_kv_heads * size_t(ctx) * hd;
-  const size_t v_elems = size_t(c.n_layers) * c.n_kv_heads * size_t((ctx + 1) & ~1) * hd;
+  const size_t v_elems = size_t(c.n_layers) * c.n_kv_heads * size_t(v_ctx(ctx)) * hd;
   struct Slot { size_t bytes; size_t off; };
   std::vector<Slot> slots;
   auto slot = [&](size_t bytes) { slots.push_back({bytes, 0}); return slots.size() - 1; };

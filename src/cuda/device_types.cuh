@@ -119,14 +119,14 @@ __host__ __device__ inline size_t kv_offset(const StepState& s, int layer, int k
 }
 
 // Context positions the V cache holds per head: ctx rounded up to even (a whole last pair).
-__host__ __device__ inline int v_ctx(const StepState& s) { return (s.ctx + 1) & ~1; }
+__host__ __device__ constexpr int v_ctx(int ctx) { return (ctx + 1) & ~1; }
 
 // V[layer][kv_head][pos][d]. With v_pairs the layout is [layer][kv_head][pos/2][head_dim][2]:
 // positions 2i and 2i+1 of one dim are one 32-bit word, which is the tensor cores' A fragment of
 // V^T (two consecutive positions of one dim), so a lane reads 4 dims of a pair in one 16-byte load.
 __host__ __device__ inline size_t v_index(const StepState& s, int layer, int kv_head, int pos, int d) {
   if (!s.v_pairs) return kv_offset(s, layer, kv_head, pos) + d;
-  const size_t pair = (size_t(layer) * s.n_kv_heads + kv_head) * (v_ctx(s) / 2) + (pos >> 1);
+  const size_t pair = (size_t(layer) * s.n_kv_heads + kv_head) * (v_ctx(s.ctx) / 2) + (pos >> 1);
   return (pair * s.head_dim + d) * 2 + (pos & 1);
 }
 

@@ -210,6 +210,8 @@ __global__ void __launch_bounds__(kThreads) token_kernel(StepState s, int n_laye
       bar.sync();
       PDVM_MARK(l, kMarkDownOpen);
     } else {  // the sparse instances: one call site for the three (tail_stage)
+      static_assert(kMarkUpDone == kMarkWoDone + 2 && kMarkDownDone == kMarkWoDone + 4 &&
+                    kMarkDownOpen == kMarkWoOpen + 4, "tail_stage's marks: stage k at 2 k");
 #pragma unroll 1
       for (int k = 0; k < 3; ++k) {
         tail_stage<kF>(s, L, k, smem, red);
@@ -341,7 +343,6 @@ Status configure_kernels(size_t smem_bytes, int sm_count, LaunchConfig* cfg) {
 #endif
   PDVM_TRY(set_smem(attention_kernel, smem_bytes));
   PDVM_TRY(set_smem(merge_kernel, smem_bytes));
-  PDVM_TRY(set_smem(head_kernel, smem_bytes));
   cfg->smem_bytes = smem_bytes;
   // the per-op kernels share one grid: the smallest resident count of the matvec kernels; the
   // fused kernels all blocks resident, in every instance
