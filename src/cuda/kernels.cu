@@ -84,6 +84,30 @@ __global__ void __launch_bounds__(kThreads) head_kernel(StepState s, const float
 #define PDVM_MARK_DONE(layer, mark) do {} while (0)
 #endif
 
+// The stage timer's "done" mark of matvec stage k of {qkv, wo, ffn_up, down} ("open" is one more).
+__device__ constexpr int matvec_done_mark(int k) {
+  return k == 0 ? kMarkQkvDone : kMarkWoDone + 2 * (k - 1);
+}
+static_assert(kMarkQkvOpen == kMarkQkvDone + 1 && kMarkWoOpen == kMarkWoDone + 1 &&
+                  kMarkUpDone == kMarkWoDone + 2 && kMarkDownDone == kMarkWoDone + 4 &&
+                  kMarkDownOpen == kMarkDownDone + 1,
+              "matvec_done_mark: the marks' order");
+
+// The attention stage and, with more than one chunk, the merge, each followed by its barrier.
+__device__ __forceinline__ void attention_and_merge(const StepState& s, int l, int pos, float* smem,
+                                                    GridBarrier& bar) {
+  attention_stage(s, l, pos, smem);
+  PDVM_MARK_DONE(l, kMarkAttnDone);
+  bar.sync();
+  PDVM_MARK(l, kMarkAttnOpen);
+  if (attn_plan(s, pos).n_chunks > 1) {  // uniform over the grid: the barrier count stays equal
+    merge_stage(s, pos, smem);
+    PDVM_MARK_DONE(l, kMarkMergeDone);
+    bar.sync();
+    PDVM_MARK(l, kMarkMergeOpen);
+  }
+}
+
 // layer_kernel: a whole layer in one cooperative launch (4 or 5 grid barriers: merge runs only when
 // the step's positions span several chunks). Each barrier's reason:
 template <FmtSet kF>
@@ -93,6 +117,18 @@ __global__ void __launch_bounds__(kThreads) layer_kernel(StepState s, DevLayer L
   float* smem = dyn_smem();
   const int pos = s.step[1];
   if (layer > 0) PDVM_MARK(layer - 1, kMarkDownOpen);
+  if constexpr (kF == kBitmapFmts) {  // one call site for the four matvec stages, as token_kernel
+#pragma unroll 1
+    for (int k = 0; k < 4; ++k) {
+      if (k == 1) attention_and_merge(s, layer, pos, smem, bar);
+      layer_matvec_stage<kF, true>(s, L, layer, pos, k, smem, red);
+      PDVM_MARK_DONE(layer, matvec_done_mark(k));
+      if (k == 3) break;  // the kernel's end orders this layer's x before the next launch
+      bar.sync();
+      PDVM_MARK(layer, matvec_done_mark(k) + 1);
+    }
+    return;
+  }
   qkv_stage<true, kF>(s, L, layer, pos, smem, red);
   PDVM_MARK_DONE(layer, kMarkQkvDone);
   bar.sync();  // K,V of pos are in the cache and q is complete
@@ -182,21 +218,12 @@ __global__ void __launch_bounds__(kThreads) token_kernel(StepState s, int n_laye
   bar.sync();
   for (int l = 0; l < n_layers; ++l) {
     const DevLayer& L = c_layers[l];
-    qkv_stage<true, kF>(s, L, l, pos, smem, red);
-    PDVM_MARK_DONE(l, kMarkQkvDone);
-    bar.sync();
-    PDVM_MARK(l, kMarkQkvOpen);
-    attention_stage(s, l, pos, smem);
-    PDVM_MARK_DONE(l, kMarkAttnDone);
-    bar.sync();
-    PDVM_MARK(l, kMarkAttnOpen);
-    if (attn_plan(s, pos).n_chunks > 1) {  // uniform over the grid: the barrier count stays equal
-      merge_stage(s, pos, smem);
-      PDVM_MARK_DONE(l, kMarkMergeDone);
-      bar.sync();
-      PDVM_MARK(l, kMarkMergeOpen);
-    }
     if constexpr (kF == kAllFmts) {
+      qkv_stage<true, kF>(s, L, l, pos, smem, red);
+      PDVM_MARK_DONE(l, kMarkQkvDone);
+      bar.sync();
+      PDVM_MARK(l, kMarkQkvOpen);
+      attention_and_merge(s, l, pos, smem, bar);
       wo_stage<true, kF>(s, L, smem, red);
       PDVM_MARK_DONE(l, kMarkWoDone);
       bar.sync();
@@ -209,15 +236,24 @@ __global__ void __launch_bounds__(kThreads) token_kernel(StepState s, int n_laye
       PDVM_MARK_DONE(l, kMarkDownDone);
       bar.sync();
       PDVM_MARK(l, kMarkDownOpen);
-    } else {  // the sparse instances: one call site for the three (tail_stage)
-      static_assert(kMarkUpDone == kMarkWoDone + 2 && kMarkDownDone == kMarkWoDone + 4 &&
-                    kMarkDownOpen == kMarkWoOpen + 4, "tail_stage's marks: stage k at 2 k");
-#pragma unroll 1
-      for (int k = 0; k < 3; ++k) {
-        tail_stage<kF>(s, L, k, smem, red);
-        PDVM_MARK_DONE(l, kMarkWoDone + 2 * k);
+    } else {  // the sparse instances: one call site for the layer's matvec stages
+      // bitmap_i8: all four (with qkv: -0.42 ms per Phi-4 token at depth 1024, H100); MdCSR:
+      // wo, ffn_up and down (with qkv its kernel spilled 16 B and was 0.02-0.04 ms slower)
+      constexpr bool kWithQkv = kF == kBitmapFmts;
+      if constexpr (!kWithQkv) {
+        qkv_stage<true, kF>(s, L, l, pos, smem, red);
+        PDVM_MARK_DONE(l, kMarkQkvDone);
         bar.sync();
-        PDVM_MARK(l, kMarkWoOpen + 2 * k);
+        PDVM_MARK(l, kMarkQkvOpen);
+        attention_and_merge(s, l, pos, smem, bar);
+      }
+#pragma unroll 1
+      for (int k = kWithQkv ? 0 : 1; k < 4; ++k) {
+        if (kWithQkv && k == 1) attention_and_merge(s, l, pos, smem, bar);
+        layer_matvec_stage<kF, kWithQkv>(s, L, l, pos, k, smem, red);
+        PDVM_MARK_DONE(l, matvec_done_mark(k));
+        bar.sync();
+        PDVM_MARK(l, matvec_done_mark(k) + 1);
       }
     }
   }

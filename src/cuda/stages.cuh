@@ -3,6 +3,8 @@
 // Each stage grid-strides over its work, so it is correct for any grid size.
 #pragma once
 
+#include <type_traits>
+
 #include "cuda/attention.cuh"
 #include "cuda/device_types.cuh"
 #include "cuda/matvec.cuh"
@@ -116,21 +118,42 @@ struct SiluMulEpilogue {
   }
 };
 
-// wo, ffn_up or down's epilogue, chosen at run time (silu: SiluMulEpilogue, else
-// ResidualEpilogue): the token kernel's sparse instances run the three stages through one call
-// site (tail_stage), so their matvec's code is held once, not three times.
-struct TailEpilogue {
-  bool silu;
+// A layer's matvec epilogue chosen at run time: QkvEpilogue (kWithQkv only), ResidualEpilogue or
+// SiluMulEpilogue. The sparse instances run a layer's matvec stages through one call site
+// (layer_matvec_stage), so their matvec's code is held once, not three or four times.
+template <bool kWithQkv>
+struct LayerEpilogue {
+  enum Kind { kQkv, kResidual, kSilu } kind;
+  QkvEpilogue qkv;
   ResidualEpilogue res;
   float* act;
   int d_ff;
-  using Pre = float;
-  __device__ float preload(int row0) const { return silu ? 0.0f : res.preload(row0); }
-  __device__ void operator()(int row0, const float (&acc)[kRowsPerWarp], float x0) const {
-    if (silu) {
-      SiluMulEpilogue{act, d_ff}(row0, acc, 0);
+  // without qkv, the residual's x alone (3 registers fewer across the matvec: the 4-stage loop
+  // made MdCSR's token kernel spill 16 B, +0.02-0.04 ms per token)
+  using Pre = std::conditional_t<kWithQkv, QkvEpilogue::Pre, float>;
+  __device__ Pre preload(int row0) const {
+    if constexpr (kWithQkv) {
+      if (kind == kQkv) return qkv.preload(row0);
+      Pre p{};
+      if (kind == kResidual) p.cs[0].x = res.preload(row0);
+      return p;
     } else {
-      res(row0, acc, x0);
+      return kind == kResidual ? res.preload(row0) : 0.0f;
+    }
+  }
+  __device__ void operator()(int row0, const float (&acc)[kRowsPerWarp], const Pre& pre) const {
+    if constexpr (kWithQkv) {
+      if (kind == kQkv) {
+        qkv(row0, acc, pre);
+        return;
+      }
+    }
+    if (kind == kSilu) {
+      SiluMulEpilogue{act, d_ff}(row0, acc, 0);
+    } else if constexpr (kWithQkv) {
+      res(row0, acc, pre.cs[0].x);
+    } else {
+      res(row0, acc, pre);
     }
   }
 };
@@ -218,16 +241,21 @@ __device__ __forceinline__ void down_stage(const StepState& s, const DevLayer& L
   matvec_stage<kPaired, kFmts>(L.down, smem, ResidualEpilogue{s.x, s.d_model});
 }
 
-// Stage k of {wo, ffn_up, down} (k = 0, 1, 2) through one call site: the same work as wo_stage,
-// ffn_up_stage and down_stage, with the input, norm, matrix and epilogue chosen at run time.
-template <FmtSet kFmts>
-__device__ __forceinline__ void tail_stage(const StepState& s, const DevLayer& L, int k,
-                                           float* smem, float* red) {
-  const DevMatrix& m = k == 0 ? L.wo : k == 1 ? L.gate_up : L.down;
-  const float* src = k == 0 ? s.attn : k == 1 ? s.x : s.act;
-  const int n = k == 0 ? s.n_heads * s.head_dim : k == 1 ? s.d_model : s.d_ff;
-  stage_input(smem, src, n, k == 1 ? L.ffn_norm : nullptr, k == 1 ? s.eps : 0.0f, red, m);
-  const TailEpilogue epi{k == 1, ResidualEpilogue{s.x, s.d_model}, s.act, s.d_ff};
+// Stage k of {qkv, wo, ffn_up, down} (k = 0..3) through one call site: the same work as
+// qkv_stage, wo_stage, ffn_up_stage and down_stage, with the input, norm, matrix and epilogue
+// chosen at run time (kWithQkv false: k = 1..3 only).
+template <FmtSet kFmts, bool kWithQkv>
+__device__ __forceinline__ void layer_matvec_stage(const StepState& s, const DevLayer& L, int layer,
+                                                   int pos, int k, float* smem, float* red) {
+  const DevMatrix& m = k == 0 ? L.qkv : k == 1 ? L.wo : k == 2 ? L.gate_up : L.down;
+  const float* src = k == 0 || k == 2 ? s.x : k == 1 ? s.attn : s.act;
+  const int n = k == 1 ? s.n_heads * s.head_dim : k == 3 ? s.d_ff : s.d_model;
+  const float* norm = k == 0 ? L.attn_norm : k == 2 ? L.ffn_norm : nullptr;
+  stage_input(smem, src, n, norm, norm != nullptr ? s.eps : 0.0f, red, m);
+  using Epi = LayerEpilogue<kWithQkv>;
+  const Epi epi{k == 0 ? Epi::kQkv : k == 2 ? Epi::kSilu : Epi::kResidual,
+                QkvEpilogue{&s, L.qkv_bias, layer, pos}, ResidualEpilogue{s.x, s.d_model}, s.act,
+                s.d_ff};
   matvec_stage<true, kFmts>(m, smem, epi);
 }
 
