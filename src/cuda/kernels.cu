@@ -85,7 +85,8 @@ __global__ void __launch_bounds__(kThreads) head_kernel(StepState s, const float
 #endif
 
 // The stage timer's "done" mark of matvec stage k of {qkv, wo, ffn_up, down} ("open" is one more).
-__device__ constexpr int matvec_done_mark(int k) {
+// Unused where PDVM_MARK is empty (builds without the stage timer).
+[[maybe_unused]] __device__ constexpr int matvec_done_mark(int k) {
   return k == 0 ? kMarkQkvDone : kMarkWoDone + 2 * (k - 1);
 }
 static_assert(kMarkQkvOpen == kMarkQkvDone + 1 && kMarkWoOpen == kMarkWoDone + 1 &&
