@@ -99,12 +99,12 @@ __device__ __forceinline__ void attention_and_merge(const StepState& s, int l, i
                                                     GridBarrier& bar) {
   attention_stage(s, l, pos, smem);
   PDVM_MARK_DONE(l, kMarkAttnDone);
-  bar.sync();
+  bar.sync();  // every chunk's partial state (with one chunk: attn) is written
   PDVM_MARK(l, kMarkAttnOpen);
   if (attn_plan(s, pos).n_chunks > 1) {  // uniform over the grid: the barrier count stays equal
     merge_stage(s, pos, smem);
     PDVM_MARK_DONE(l, kMarkMergeDone);
-    bar.sync();
+    bar.sync();  // attn (all heads) is complete
     PDVM_MARK(l, kMarkMergeOpen);
   }
 }
@@ -134,16 +134,7 @@ __global__ void __launch_bounds__(kThreads) layer_kernel(StepState s, DevLayer L
   PDVM_MARK_DONE(layer, kMarkQkvDone);
   bar.sync();  // K,V of pos are in the cache and q is complete
   PDVM_MARK(layer, kMarkQkvOpen);
-  attention_stage(s, layer, pos, smem);
-  PDVM_MARK_DONE(layer, kMarkAttnDone);
-  bar.sync();  // every chunk's partial state (with one chunk: attn) is written
-  PDVM_MARK(layer, kMarkAttnOpen);
-  if (attn_plan(s, pos).n_chunks > 1) {
-    merge_stage(s, pos, smem);
-    PDVM_MARK_DONE(layer, kMarkMergeDone);
-    bar.sync();  // attn (all heads) is complete
-    PDVM_MARK(layer, kMarkMergeOpen);
-  }
+  attention_and_merge(s, layer, pos, smem, bar);
   wo_stage<true, kF>(s, L, smem, red);
   PDVM_MARK_DONE(layer, kMarkWoDone);
   bar.sync();  // x has the attention residual (the FFN norm needs all of x)
@@ -219,12 +210,18 @@ __global__ void __launch_bounds__(kThreads) token_kernel(StepState s, int n_laye
   bar.sync();
   for (int l = 0; l < n_layers; ++l) {
     const DevLayer& L = c_layers[l];
-    if constexpr (kF == kAllFmts) {
+    // the sparse instances run the layer's matvec stages through one call site: bitmap_i8 all
+    // four (with qkv: -0.42 ms per Phi-4 token at depth 1024, H100), MdCSR wo, ffn_up and down
+    // (with qkv its kernel spilled 16 B and was 0.02-0.04 ms slower)
+    constexpr bool kQkvInLoop = kF == kBitmapFmts;
+    if constexpr (!kQkvInLoop) {
       qkv_stage<true, kF>(s, L, l, pos, smem, red);
       PDVM_MARK_DONE(l, kMarkQkvDone);
       bar.sync();
       PDVM_MARK(l, kMarkQkvOpen);
       attention_and_merge(s, l, pos, smem, bar);
+    }
+    if constexpr (kF == kAllFmts) {
       wo_stage<true, kF>(s, L, smem, red);
       PDVM_MARK_DONE(l, kMarkWoDone);
       bar.sync();
@@ -237,21 +234,11 @@ __global__ void __launch_bounds__(kThreads) token_kernel(StepState s, int n_laye
       PDVM_MARK_DONE(l, kMarkDownDone);
       bar.sync();
       PDVM_MARK(l, kMarkDownOpen);
-    } else {  // the sparse instances: one call site for the layer's matvec stages
-      // bitmap_i8: all four (with qkv: -0.42 ms per Phi-4 token at depth 1024, H100); MdCSR:
-      // wo, ffn_up and down (with qkv its kernel spilled 16 B and was 0.02-0.04 ms slower)
-      constexpr bool kWithQkv = kF == kBitmapFmts;
-      if constexpr (!kWithQkv) {
-        qkv_stage<true, kF>(s, L, l, pos, smem, red);
-        PDVM_MARK_DONE(l, kMarkQkvDone);
-        bar.sync();
-        PDVM_MARK(l, kMarkQkvOpen);
-        attention_and_merge(s, l, pos, smem, bar);
-      }
+    } else {
 #pragma unroll 1
-      for (int k = kWithQkv ? 0 : 1; k < 4; ++k) {
-        if (kWithQkv && k == 1) attention_and_merge(s, l, pos, smem, bar);
-        layer_matvec_stage<kF, kWithQkv>(s, L, l, pos, k, smem, red);
+      for (int k = kQkvInLoop ? 0 : 1; k < 4; ++k) {
+        if (kQkvInLoop && k == 1) attention_and_merge(s, l, pos, smem, bar);
+        layer_matvec_stage<kF, kQkvInLoop>(s, L, l, pos, k, smem, red);
         PDVM_MARK_DONE(l, matvec_done_mark(k));
         bar.sync();
         PDVM_MARK(l, matvec_done_mark(k) + 1);
