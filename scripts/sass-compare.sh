@@ -71,7 +71,7 @@ build() {
 # per kernel: "name instructions" (an instruction is a line ending in ';' inside a .text section)
 count() {
   awk '/^\.text\./ { name = substr($1, 7); sub(/:$/, "", name); next }
-       name != "" && /;\s*$/ { n[name]++ }
+       name != "" && /;[ \t]*$/ { n[name]++ }
        END { for (k in n) print k, n[k] }' "$1" | sort
 }
 
