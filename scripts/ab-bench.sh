@@ -7,7 +7,8 @@
 #
 # Usage: scripts/ab-bench.sh OUT_DIR VARIANT...
 #   VARIANT: NAME=BIN_DIR[:VAR=VALUE[,VAR=VALUE...]]  (the pdvm binary in BIN_DIR, run with those
-#            environment variables), e.g. base=build-a  new=build-a:PDVM_CUDA_PRODUCED=0
+#            environment variables and BIN_DIR/lib on the library path), e.g. new=build-a
+#            all=build-a:PDVM_CUDA_DENSE_ALL_FMTS=1
 # Env: FORMATS="q8_0 q4_0"  (FMT or FMT@SPARSITY)  MODE=token  DEPTHS=0,1024,4096  TOKENS=20
 #      REPEATS=5  ROUNDS=1
 set -uo pipefail
@@ -41,7 +42,8 @@ for ((r = 1; r <= ROUNDS; ++r)); do
       envs=()
       if [[ $rest == *:* ]]; then IFS=, read -r -a envs <<< "${rest#*:}"; fi
       tag="$name-$MODE-${spec/@/-s}-r$r"
-      env ${envs[@]+"${envs[@]}"} timeout 300 "$bin/pdvm" bench --backend cuda --gpu-mode "$MODE" \
+      # a bundle built elsewhere carries its shared libraries in BIN_DIR/lib (as gpu-check.sh's)
+      env LD_LIBRARY_PATH="$bin/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" ${envs[@]+"${envs[@]}"} timeout 300 "$bin/pdvm" bench --backend cuda --gpu-mode "$MODE" \
         --shape phi-4 --format "$fmt" ${sparsity[@]+"${sparsity[@]}"} --depth "$DEPTHS" \
         --tokens "$TOKENS" --warmup 3 --repeats "$REPEATS" -q --json "$runs/$tag.json" \
         > "$runs/$tag.log" 2>&1

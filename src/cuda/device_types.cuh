@@ -65,12 +65,19 @@ struct DevLayer {
 // with cold instruction caches, and the all-formats stages cost MdCSR and bitmap_i8 layers 1-3 us
 // each in layer_kernel over the same stages inside the token kernel (docs/notes-cuda.md, Rounds 9
 // and 11). The sparse-only instances hold a quarter of the instructions (SASS, sm_90a: layer_kernel
-// 9.5k / 10.6k against 38.4k, the per-op matvec kernels 1.2-2.2k against 6.6-10.6k).
+// 9.5k / 10.6k against 38.4k, the per-op matvec kernels 1.2-2.2k against 6.6-10.6k). The fused
+// kernels also have dense instances (kCodeFmts, kFloatFmts below; Round 14).
 using FmtSet = unsigned;
 __host__ __device__ constexpr FmtSet fmt_bit(Fmt f) { return 1u << unsigned(f); }
 constexpr FmtSet kAllFmts = 0xffffffffu;
 constexpr FmtSet kMdCsrFmts = fmt_bit(Fmt::kMdCsr);
 constexpr FmtSet kBitmapFmts = fmt_bit(Fmt::kBitmapI8);
+// The fused kernels only (kernels.cu, layer_instance and token_instance; kernel_fmts is the
+// per-op kernels' choice and their fallback): the dense formats in two sets, those whose matvec
+// multiplies the input's int8 codes and the float ones
+constexpr FmtSet kCodeFmts = fmt_bit(Fmt::kQ8_0) | fmt_bit(Fmt::kQ4_0) | fmt_bit(Fmt::kQ4_1) |
+                             fmt_bit(Fmt::kI8Row) | fmt_bit(Fmt::kQ8_16);
+constexpr FmtSet kFloatFmts = fmt_bit(Fmt::kF32) | fmt_bit(Fmt::kF16) | fmt_bit(Fmt::kBF16);
 inline FmtSet layer_fmts(const DevLayer& L) {
   return fmt_bit(L.qkv.fmt) | fmt_bit(L.wo.fmt) | fmt_bit(L.gate_up.fmt) | fmt_bit(L.down.fmt);
 }

@@ -221,7 +221,7 @@ __global__ void __launch_bounds__(kThreads) token_kernel(StepState s, int n_laye
       PDVM_MARK(l, kMarkQkvOpen);
       attention_and_merge(s, l, pos, smem, bar);
     }
-    if constexpr (kF == kAllFmts) {
+    if constexpr (kF != kMdCsrFmts && kF != kBitmapFmts) {  // the dense instances: inlined stages
       wo_stage<true, kF>(s, L, smem, red);
       PDVM_MARK_DONE(l, kMarkWoDone);
       bar.sync();
@@ -356,6 +356,34 @@ const Instances& instances_for(FmtSet used) {
   return kInstances[0];
 }
 
+// The fused kernels' dense instances: layers whose formats are all in kCodeFmts (or all in
+// kFloatFmts) run an instance without the other formats' matvecs: no spill in layer_kernel (21.6k
+// instructions against 38.4k), and on Phi-4 (H100, docs/notes-cuda.md Round 14) layer mode
+// 0.05-0.26 ms and token mode 0.02-0.11 ms faster per token, except q4_1's token mode (+0.07-0.10
+// ms), which keeps the all-formats token kernel. PDVM_CUDA_DENSE_ALL_FMTS=1 picks the all-formats
+// instances everywhere (A/B measurements).
+using LayerKernel = void (*)(StepState, DevLayer, int);
+using TokenKernel = void (*)(StepState, int, DevMatrix, const float*, DevMatrix, int, int);
+constexpr LayerKernel kLayerDense[] = {layer_kernel<kCodeFmts>, layer_kernel<kFloatFmts>};
+constexpr TokenKernel kTokenDense[] = {token_kernel<kCodeFmts>, token_kernel<kFloatFmts>};
+bool g_dense_all_fmts = false;
+// 0: kCodeFmts, 1: kFloatFmts, -1: neither (instances_for picks)
+int dense_set(FmtSet used) {
+  if (g_dense_all_fmts) return -1;
+  if ((used & ~kCodeFmts) == 0) return 0;
+  if ((used & ~kFloatFmts) == 0) return 1;
+  return -1;
+}
+LayerKernel layer_instance(FmtSet used) {
+  const int d = dense_set(used);
+  return d >= 0 ? kLayerDense[d] : instances_for(used).layer;
+}
+TokenKernel token_instance(FmtSet used) {
+  const int d = dense_set(used);
+  if (d == 0 && (used & fmt_bit(Fmt::kQ4_1)) != 0) return instances_for(used).token;
+  return d >= 0 ? kTokenDense[d] : instances_for(used).token;
+}
+
 }  // namespace
 
 Status configure_kernels(size_t smem_bytes, int sm_count, LaunchConfig* cfg) {
@@ -365,6 +393,8 @@ Status configure_kernels(size_t smem_bytes, int sm_count, LaunchConfig* cfg) {
     PDVM_CUDA_TRY(cudaMemcpyToSymbol(g_stage_knockout, &bits, sizeof bits));
   }
 #endif
+  if (const char* e = std::getenv("PDVM_CUDA_DENSE_ALL_FMTS"); e != nullptr)
+    g_dense_all_fmts = std::atoi(e) != 0;
   PDVM_TRY(set_smem(attention_kernel, smem_bytes));
   PDVM_TRY(set_smem(merge_kernel, smem_bytes));
   cfg->smem_bytes = smem_bytes;
@@ -388,6 +418,8 @@ Status configure_kernels(size_t smem_bytes, int sm_count, LaunchConfig* cfg) {
     PDVM_TRY(fit(k.layer, &fused));
     PDVM_TRY(fit(k.token, &fused));
   }
+  for (const LayerKernel k : kLayerDense) PDVM_TRY(fit(k, &fused));
+  for (const TokenKernel k : kTokenDense) PDVM_TRY(fit(k, &fused));
   cfg->grid_ops = ops;
   cfg->grid_layer = cfg->grid_token = fused;
   return Status::ok();
@@ -428,7 +460,7 @@ Status launch_layer_fused(const StepState& s, const DevLayer& L, int layer, cons
   DevLayer l_arg = L;
   int layer_arg = layer;
   void* args[] = {&s_arg, &l_arg, &layer_arg};
-  const auto kernel = reinterpret_cast<const void*>(instances_for(layer_fmts(L)).layer);
+  const auto kernel = reinterpret_cast<const void*>(layer_instance(layer_fmts(L)));
   PDVM_CUDA_TRY(cudaLaunchCooperativeKernel(kernel, dim3(c.grid_layer), dim3(kThreads), args,
                                             c.smem_bytes, c.stream));
   return Status::ok();
@@ -453,7 +485,7 @@ Status launch_token_fused(const StepState& s, int n_layers, const DevMatrix& emb
   DevMatrix e_arg = embd, o_arg = out;
   const float* norm_arg = out_norm;
   void* args[] = {&s_arg, &n_arg, &e_arg, &norm_arg, &o_arg, &token_arg, &pos_arg};
-  const auto kernel = reinterpret_cast<const void*>(instances_for(c.token_fmts).token);
+  const auto kernel = reinterpret_cast<const void*>(token_instance(c.token_fmts));
   PDVM_CUDA_TRY(cudaLaunchCooperativeKernel(kernel, dim3(c.grid_token), dim3(kThreads), args,
                                             c.smem_bytes, c.stream));
   return Status::ok();
