@@ -31,7 +31,8 @@ __global__ void embed_kernel(StepState s, DevMatrix embd) {
 }
 
 // The matvec kernels and the fused ones come in instances per FmtSet (device_types.cuh): the
-// launchers pick kernel_fmts(formats the layer or model uses).
+// launchers pick kernel_fmts(formats the layer or model uses), and the fused kernels' launchers a
+// dense instance where one holds them (layer_instance, token_instance).
 template <FmtSet kF>
 __global__ void __launch_bounds__(kThreads) qkv_kernel(StepState s, DevLayer L, int layer) {
   __shared__ float red[kWarps + 1];
