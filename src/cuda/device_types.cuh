@@ -72,8 +72,8 @@ __host__ __device__ constexpr FmtSet fmt_bit(Fmt f) { return 1u << unsigned(f); 
 constexpr FmtSet kAllFmts = 0xffffffffu;
 constexpr FmtSet kMdCsrFmts = fmt_bit(Fmt::kMdCsr);
 constexpr FmtSet kBitmapFmts = fmt_bit(Fmt::kBitmapI8);
-// The fused kernels only (kernels.cu, layer_instance and token_instance; kernel_fmts is the
-// per-op kernels' choice and their fallback): the dense formats in two sets, those whose matvec
+// The fused kernels only (kernels.cu, kDenseInstances; kernel_fmts is the per-op kernels' choice
+// and their fallback): the dense formats in two sets, those whose matvec
 // multiplies the input's int8 codes and the float ones
 constexpr FmtSet kCodeFmts = fmt_bit(Fmt::kQ8_0) | fmt_bit(Fmt::kQ4_0) | fmt_bit(Fmt::kQ4_1) |
                              fmt_bit(Fmt::kI8Row) | fmt_bit(Fmt::kQ8_16);

@@ -32,7 +32,7 @@ __global__ void embed_kernel(StepState s, DevMatrix embd) {
 
 // The matvec kernels and the fused ones come in instances per FmtSet (device_types.cuh): the
 // launchers pick kernel_fmts(formats the layer or model uses), and the fused kernels' launchers a
-// dense instance where one holds them (layer_instance, token_instance).
+// dense instance where one serves them (kDenseInstances).
 template <FmtSet kF>
 __global__ void __launch_bounds__(kThreads) qkv_kernel(StepState s, DevLayer L, int layer) {
   __shared__ float red[kWarps + 1];
@@ -361,28 +361,23 @@ const Instances& instances_for(FmtSet used) {
 // kFloatFmts) run an instance without the other formats' matvecs: no spill in layer_kernel (21.6k
 // instructions against 38.4k), and on Phi-4 (H100, docs/notes-cuda.md Round 14) layer mode
 // 0.05-0.26 ms and token mode 0.02-0.11 ms faster per token, except q4_1's token mode (+0.07-0.10
-// ms), which keeps the all-formats token kernel. PDVM_CUDA_DENSE_ALL_FMTS=1 picks the all-formats
-// instances everywhere (A/B measurements).
-using LayerKernel = void (*)(StepState, DevLayer, int);
-using TokenKernel = void (*)(StepState, int, DevMatrix, const float*, DevMatrix, int, int);
-constexpr LayerKernel kLayerDense[] = {layer_kernel<kCodeFmts>, layer_kernel<kFloatFmts>};
-constexpr TokenKernel kTokenDense[] = {token_kernel<kCodeFmts>, token_kernel<kFloatFmts>};
-bool g_dense_all_fmts = false;
-// 0: kCodeFmts, 1: kFloatFmts, -1: neither (instances_for picks)
-int dense_set(FmtSet used) {
-  if (g_dense_all_fmts) return -1;
-  if ((used & ~kCodeFmts) == 0) return 0;
-  if ((used & ~kFloatFmts) == 0) return 1;
-  return -1;
-}
-LayerKernel layer_instance(FmtSet used) {
-  const int d = dense_set(used);
-  return d >= 0 ? kLayerDense[d] : instances_for(used).layer;
-}
-TokenKernel token_instance(FmtSet used) {
-  const int d = dense_set(used);
-  if (d == 0 && (used & fmt_bit(Fmt::kQ4_1)) != 0) return instances_for(used).token;
-  return d >= 0 ? kTokenDense[d] : instances_for(used).token;
+// ms): the code-format token instance is not picked for q4_1, which keeps the all-formats one.
+// Other layers, and every launch with LaunchConfig::dense_instances off, use instances_for's.
+struct DenseInstance {
+  FmtSet layer_serves, token_serves;  // the formats each kernel is picked for
+  void (*layer)(StepState, DevLayer, int);
+  void (*token)(StepState, int, DevMatrix, const float*, DevMatrix, int, int);
+};
+constexpr DenseInstance kDenseInstances[] = {
+    {kCodeFmts, kCodeFmts & ~fmt_bit(Fmt::kQ4_1), layer_kernel<kCodeFmts>, token_kernel<kCodeFmts>},
+    {kFloatFmts, kFloatFmts, layer_kernel<kFloatFmts>, token_kernel<kFloatFmts>}};
+// The dense instance that serves `used` (per its `serves` member), or null.
+template <class Serves>
+const DenseInstance* dense_instance(const LaunchConfig& c, FmtSet used, Serves serves) {
+  if (!c.dense_instances) return nullptr;
+  for (const DenseInstance& d : kDenseInstances)
+    if ((used & ~(d.*serves)) == 0) return &d;
+  return nullptr;
 }
 
 }  // namespace
@@ -394,8 +389,9 @@ Status configure_kernels(size_t smem_bytes, int sm_count, LaunchConfig* cfg) {
     PDVM_CUDA_TRY(cudaMemcpyToSymbol(g_stage_knockout, &bits, sizeof bits));
   }
 #endif
+  // PDVM_CUDA_DENSE_ALL_FMTS=1: the all-formats fused kernels for dense layers too (A/B runs)
   if (const char* e = std::getenv("PDVM_CUDA_DENSE_ALL_FMTS"); e != nullptr)
-    g_dense_all_fmts = std::atoi(e) != 0;
+    cfg->dense_instances = std::atoi(e) == 0;
   PDVM_TRY(set_smem(attention_kernel, smem_bytes));
   PDVM_TRY(set_smem(merge_kernel, smem_bytes));
   cfg->smem_bytes = smem_bytes;
@@ -419,8 +415,10 @@ Status configure_kernels(size_t smem_bytes, int sm_count, LaunchConfig* cfg) {
     PDVM_TRY(fit(k.layer, &fused));
     PDVM_TRY(fit(k.token, &fused));
   }
-  for (const LayerKernel k : kLayerDense) PDVM_TRY(fit(k, &fused));
-  for (const TokenKernel k : kTokenDense) PDVM_TRY(fit(k, &fused));
+  for (const DenseInstance& d : kDenseInstances) {
+    PDVM_TRY(fit(d.layer, &fused));
+    PDVM_TRY(fit(d.token, &fused));
+  }
   cfg->grid_ops = ops;
   cfg->grid_layer = cfg->grid_token = fused;
   return Status::ok();
@@ -461,7 +459,9 @@ Status launch_layer_fused(const StepState& s, const DevLayer& L, int layer, cons
   DevLayer l_arg = L;
   int layer_arg = layer;
   void* args[] = {&s_arg, &l_arg, &layer_arg};
-  const auto kernel = reinterpret_cast<const void*>(layer_instance(layer_fmts(L)));
+  const FmtSet used = layer_fmts(L);
+  const DenseInstance* d = dense_instance(c, used, &DenseInstance::layer_serves);
+  const auto kernel = reinterpret_cast<const void*>(d ? d->layer : instances_for(used).layer);
   PDVM_CUDA_TRY(cudaLaunchCooperativeKernel(kernel, dim3(c.grid_layer), dim3(kThreads), args,
                                             c.smem_bytes, c.stream));
   return Status::ok();
@@ -486,7 +486,8 @@ Status launch_token_fused(const StepState& s, int n_layers, const DevMatrix& emb
   DevMatrix e_arg = embd, o_arg = out;
   const float* norm_arg = out_norm;
   void* args[] = {&s_arg, &n_arg, &e_arg, &norm_arg, &o_arg, &token_arg, &pos_arg};
-  const auto kernel = reinterpret_cast<const void*>(token_instance(c.token_fmts));
+  const DenseInstance* d = dense_instance(c, c.token_fmts, &DenseInstance::token_serves);
+  const auto kernel = reinterpret_cast<const void*>(d ? d->token : instances_for(c.token_fmts).token);
   PDVM_CUDA_TRY(cudaLaunchCooperativeKernel(kernel, dim3(c.grid_token), dim3(kThreads), args,
                                             c.smem_bytes, c.stream));
   return Status::ok();

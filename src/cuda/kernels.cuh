@@ -18,6 +18,7 @@ struct LaunchConfig {
   size_t smem_bytes = 0;
   cudaStream_t stream = nullptr;
   FmtSet token_fmts = kAllFmts;  // the token kernel's layer table's formats (layer_fmts, or'ed)
+  bool dense_instances = true;   // the fused kernels' dense instances (kernels.cu) where they serve
 };
 
 // Sets the dynamic shared-memory limit of every kernel to smem_bytes and sizes the grids from
