@@ -78,7 +78,7 @@ class CudaBackend : public core::Backend {
 // Device-memory ceilings measured on the backend's device, for the benchmark's "% of ceiling".
 struct ReadCeiling {
   double memcpy_gbps = 0;  // cudaMemcpy device-to-device, bytes read + written per second
-  double read_gbps = 0;    // a read-only reduction kernel (16-byte loads), bytes read per second
+  double read_gbps = 0;    // a read-only reduction kernel (16-byte loads; its best shape), bytes/s
   size_t n_bytes = 0;      // buffer size used
 };
 Result<ReadCeiling> measure_read_ceiling(int device, size_t n_bytes);
