@@ -957,10 +957,8 @@ Status CudaBackendImpl::init(const core::Model& model, const CudaOptions& opt) {
   PDVM_CUDA_TRY(cudaEventCreate(&ev_stop_));
 
   const int widest = std::max({c.d_model, q_rows, c.d_ff});
-  // the normalised inputs (d_model wide) stage their norm weights beside the vector
-  const size_t smem = size_t(std::max({staged_bytes(widest), staged_bytes_with_norm(c.d_model),
-                                       4 * (widest + kBitmapTailZeros), attention_smem_bytes(hd),
-                                       merge_smem_bytes(hd)}));
+  const size_t smem = size_t(std::max({staged_bytes(widest), 4 * (widest + kBitmapTailZeros),
+                                       attention_smem_bytes(hd), merge_smem_bytes(hd)}));
   if (smem > prop.sharedMemPerBlockOptin)
     return unsupported("CUDA backend: " + std::to_string(smem) + " B of shared memory per block "
                        "needed, the device allows " + std::to_string(prop.sharedMemPerBlockOptin));

@@ -97,37 +97,15 @@ __device__ __forceinline__ bool quantized_x(Fmt f) {
 // chunk's zero padding values read x at most 64 columns past its first column (bitmap_matvec.cuh).
 constexpr int kBitmapTailZeros = 64;
 
-// Where stage_vector puts its copy of the norm weights: after the staged vector of n values.
-__host__ __device__ constexpr int norm_copy_offset(int n) { return (staged_bytes(n) + 15) & ~15; }
-// Shared-memory bytes stage_vector needs for n values with a norm (the staged vector + the copy).
-__host__ __device__ constexpr int staged_bytes_with_norm(int n) { return norm_copy_offset(n) + 4 * n; }
-
-// 16 bytes global -> shared without passing through registers (cp.async.cg: L2 only, so a
-// value another SM wrote before the grid barrier is read from where that write landed).
-__device__ __forceinline__ void copy16_async(void* smem_dst, const void* gmem_src) {
-  const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem_dst));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(gmem_src) : "memory");
-}
-__device__ __forceinline__ void copy_async_wait_all() {
-  asm volatile("cp.async.wait_all;" ::: "memory");
-}
-
-// xs <- src (n floats, n % 4 == 0), times rsqrt(mean(src^2) + eps) * norm[i] when norm is given
-// (norm is first copied to shared memory at norm_copy_offset(n));
+// xs <- src (n floats, n % 4 == 0), times rsqrt(mean(src^2) + eps) * norm[i] when norm is given;
 // `padded`: at xs_index(i) (dense matvecs) or at i (sparse ones);
 // with `codes` (n % 32 == 0) also the int8 codes and block scales above; with `tail_zeros`
 // (unpadded only) also xs[n, n + kBitmapTailZeros) = 0. Each thread handles 4
 // consecutive values, so the 8 threads of a block of 32 are 8 adjacent lanes: its max and sum take
 // 3 shuffles each, inside the same pass (a separate warp-per-block pass cost ~0.35 ms per Phi-4
 // q8_0 token: 35 dependent shuffle chains per block for d_ff).
-// Every thread first copies the 16-byte pieces it will process (src into their place in xs, norm
-// beside it) with cp.async and waits once: one L2 round trip for the whole vector, instead of one
-// per pass of the loops below (9 dependent round trips for Phi-4's d_ff, 3 + 3 for a normalised
-// d_model), and no registers held while the copies fly (loading the pieces into registers first
-// made the fused kernels spill or slowed them: docs/notes-cuda.md, Rounds 5 and 9). A thread
-// reads back only what it copied itself, so the wait needs no block barrier.
-// src was written by other blocks in an earlier phase: the copies read L2 (.cg), never a stale L1.
-// Reads: n*4 B of src (+ n*4 B of norm) from L2, once.
+// src was written by other blocks in an earlier phase, so it is read with plain (coherent) loads.
+// Reads: n*4 B (twice when normalising; the second pass hits L1/L2).
 #ifdef PDVM_CUDA_STAGE_TIMER
 // Diagnostic knock-outs (stage-timer builds only; results are wrong with any bit set): 1 = stage
 // the floats but not the int8 codes, 2 = stage nothing. Set from PDVM_CUDA_KNOCKOUT (kernels.cu).
@@ -141,21 +119,16 @@ __device__ inline void stage_vector(float* xs, const float* src, int n, const fl
   if (g_stage_knockout & 2) { __syncthreads(); return; }
   if (g_stage_knockout & 1) codes = false;
 #endif
-  float* gs = reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(xs) + norm_copy_offset(n));
-  __syncthreads();  // xs may still be read by the previous stage's warps
-  for (int i = threadIdx.x * 4; i < n; i += kThreads * 4) {
-    copy16_async(xs + (padded ? xs_index(i) : i), src + i);
-    if (norm != nullptr) copy16_async(gs + i, norm + i);
-  }
-  copy_async_wait_all();
   float scale = 1.0f;
   if (norm != nullptr) {
     float ss = 0.0f;
     for (int i = threadIdx.x * 4; i < n; i += kThreads * 4) {
-      const float4 v = *reinterpret_cast<const float4*>(xs + (padded ? xs_index(i) : i));
+      const float4 v = *reinterpret_cast<const float4*>(src + i);
       ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
     }
     scale = rsqrtf(block_sum(ss, red) / float(n) + eps);
+  } else {
+    __syncthreads();  // xs may still be read by the previous stage's warps
   }
   uint8_t* q = reinterpret_cast<uint8_t*>(xs) + xq_offset(n);
   float2* sc = reinterpret_cast<float2*>(reinterpret_cast<uint8_t*>(xs) + xsc_offset(n));
@@ -164,13 +137,12 @@ __device__ inline void stage_vector(float* xs, const float* src, int n, const fl
   for (int i0 = (threadIdx.x & ~31) * 4; i0 < n; i0 += kThreads * 4) {
     const int i = i0 + (threadIdx.x & 31) * 4;
     const bool in = i < n;
-    float4* slot = reinterpret_cast<float4*>(xs + (padded ? xs_index(i) : i));
-    float4 v = in ? *slot : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    float4 v = in ? *reinterpret_cast<const float4*>(src + i) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     if (norm != nullptr && in) {
-      const float4 g = *reinterpret_cast<const float4*>(gs + i);
+      const float4 g = *reinterpret_cast<const float4*>(norm + i);
       v.x *= scale * g.x; v.y *= scale * g.y; v.z *= scale * g.z; v.w *= scale * g.w;
-      *slot = v;
     }
+    if (in) *reinterpret_cast<float4*>(xs + (padded ? xs_index(i) : i)) = v;
     if (codes) {
       float amax = fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w)));
       float sum = (v.x + v.y) + (v.z + v.w);
