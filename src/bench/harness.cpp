@@ -248,7 +248,8 @@ Result<BenchReport> run_bench(const BenchOptions& o, const ProgressSink& progres
   if (o.depths.empty()) return invalid_argument("--depth needs at least one value");
   for (int d : o.depths)
     if (d < 0) return invalid_argument("--depth values must be >= 0, got " + std::to_string(d));
-  if (o.ceiling_bytes < (size_t(1) << 20)) return invalid_argument("ceiling buffer must be at least 1 MiB");
+  if (o.ceiling_bytes != 0 && o.ceiling_bytes < (size_t(1) << 20))
+    return invalid_argument("ceiling buffer must be at least 1 MiB");
 
   BenchReport r;
   r.options = o;
@@ -290,7 +291,8 @@ Result<BenchReport> run_bench(const BenchOptions& o, const ProgressSink& progres
     if (progress) progress("measuring the memory read ceiling...", false);
     if (!gpu) {
       core::ThreadPool pool(o.kernels == "reference" ? 1 : o.threads);
-      const cpu::ReadBandwidth bw = cpu::measure_read_bandwidth(pool, o.ceiling_bytes, 5);
+      const size_t n = o.ceiling_bytes != 0 ? o.ceiling_bytes : size_t(512) << 20;
+      const cpu::ReadBandwidth bw = cpu::measure_read_bandwidth(pool, n, 5);
       r.ceiling.kind = "cpu-read";
       r.ceiling.samples_gbps.push_back(bw.gbps);
       r.ceiling.n_bytes = bw.n_bytes;

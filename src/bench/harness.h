@@ -55,7 +55,8 @@ struct BenchOptions {
   int repeats = 5;                 // repetitions; median, min, max over them
   int prompt_tokens = 0;           // > 0: also time processing a prompt of this many tokens
   bool ceiling_only = false;       // --ceiling: measure and report the ceiling, nothing else
-  size_t ceiling_bytes = size_t(512) << 20;  // buffer for the read ceiling (>> last-level cache)
+  size_t ceiling_bytes = 0;  // buffer for the read ceiling (>> last-level cache); 0: the device's
+                             // default (CPU 512 MiB, GPU 2 GiB)
   bool progress = true;            // progress lines on stderr
   std::string command;             // the full command line, recorded in the report
 };

@@ -1,7 +1,8 @@
 // measure_read_ceiling: the device-memory ceilings the decode benchmark reports against, measured
 // on the same device in the same run: cudaMemcpy device-to-device (read + write bytes) and a
 // read-only reduction kernel with 16-byte loads (the access pattern of the matvecs), the best of
-// three load depths and grid shapes.
+// four load depths and grid shapes. n_bytes 0: 2 GiB (a 512 MiB buffer read 2% slower on an
+// H100: a kernel's fixed start and tail weigh more in 0.17 ms), less where free memory is short.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -43,13 +44,18 @@ Result<ReadCeiling> measure_read_ceiling(int device, size_t n_bytes) {
   PDVM_CUDA_TRY(cudaSetDevice(device));
   cudaDeviceProp prop{};
   PDVM_CUDA_TRY(cudaGetDeviceProperties(&prop, device));
+  if (n_bytes == 0) {
+    size_t free_b = 0, total_b = 0;
+    PDVM_CUDA_TRY(cudaMemGetInfo(&free_b, &total_b));
+    n_bytes = std::max(std::min(size_t(2) << 30, free_b / 3), size_t(64) << 20);
+  }
   n_bytes = n_bytes / 4096 * 4096;
   void* a = nullptr;
   void* b = nullptr;
   unsigned* out = nullptr;
   ReadCeiling r;
   r.n_bytes = n_bytes;
-  const int blocks = prop.multiProcessorCount * 8;  // the most any shape below launches
+  const int blocks = prop.multiProcessorCount * 8;  // the most blocks any shape below launches
   auto cleanup = [&] { cudaFree(a); cudaFree(b); cudaFree(out); };
   auto run = [&]() -> Status {
     PDVM_CUDA_TRY(cudaMalloc(&a, n_bytes));
@@ -60,12 +66,15 @@ Result<ReadCeiling> measure_read_ceiling(int device, size_t n_bytes) {
     cudaEvent_t e0, e1;
     PDVM_CUDA_TRY(cudaEventCreate(&e0));
     PDVM_CUDA_TRY(cudaEventCreate(&e1));
-    // The read kernel in three shapes (loads in flight per thread, blocks per SM): the ceiling is
-    // the best median, so that it does not depend on one access pattern suiting this device.
-    struct Shape { void (*kernel)(const int4*, size_t, unsigned*); int blocks_per_sm; };
-    const Shape shapes[] = {{read_reduce_kernel<4>, 8}, {read_reduce_kernel<8>, 4},
-                            {read_reduce_kernel<16>, 4}};
-    std::vector<float> copy_ms, read_ms[3];
+    // The read kernel in four shapes (loads in flight per thread, blocks per SM, threads): the
+    // ceiling is the best median, so that it does not rest on one access pattern suiting this
+    // device. On an H100 (2026-12-07, bench/results/round15/ceiling-probe.txt) the shapes read
+    // 2.96-3.04 TB/s on 512 MiB and 3.06-3.10 TB/s on 2 GiB.
+    struct Shape { void (*kernel)(const int4*, size_t, unsigned*); int blocks_per_sm, threads; };
+    const Shape shapes[] = {{read_reduce_kernel<4>, 8, 512}, {read_reduce_kernel<4>, 4, 512},
+                            {read_reduce_kernel<8>, 4, 512}, {read_reduce_kernel<16>, 4, 256}};
+    constexpr int kShapes = 4;
+    std::vector<float> copy_ms, read_ms[kShapes];
     for (int it = 0; it < 12; ++it) {  // 2 warm-up + 10 timed, median
       float ms = 0;
       PDVM_CUDA_TRY(cudaEventRecord(e0));
@@ -74,9 +83,9 @@ Result<ReadCeiling> measure_read_ceiling(int device, size_t n_bytes) {
       PDVM_CUDA_TRY(cudaEventSynchronize(e1));
       PDVM_CUDA_TRY(cudaEventElapsedTime(&ms, e0, e1));
       if (it >= 2) copy_ms.push_back(ms);
-      for (int k = 0; k < 3; ++k) {
+      for (int k = 0; k < kShapes; ++k) {
         PDVM_CUDA_TRY(cudaEventRecord(e0));
-        shapes[k].kernel<<<prop.multiProcessorCount * shapes[k].blocks_per_sm, 512>>>(
+        shapes[k].kernel<<<prop.multiProcessorCount * shapes[k].blocks_per_sm, shapes[k].threads>>>(
             static_cast<const int4*>(a), n_bytes / 16, out);
         PDVM_CUDA_TRY(cudaGetLastError());
         PDVM_CUDA_TRY(cudaEventRecord(e1));

@@ -81,6 +81,7 @@ struct ReadCeiling {
   double read_gbps = 0;    // a read-only reduction kernel (16-byte loads; its best shape), bytes/s
   size_t n_bytes = 0;      // buffer size used
 };
+// n_bytes 0: the default buffer (2 GiB, or a third of the free memory where that is less).
 Result<ReadCeiling> measure_read_ceiling(int device, size_t n_bytes);
 
 }  // namespace pdvm::cuda

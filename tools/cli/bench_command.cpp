@@ -18,7 +18,7 @@ struct BenchArgs {
   CLI::Option* sparsity_opt = nullptr;  // count() says whether --sparsity was given
   std::string json_path;
   bool quiet = false;
-  int ceiling_mb = 512;
+  int ceiling_mb = 0;  // 0: the device's default
 };
 
 BenchArgs& args() {
@@ -90,7 +90,9 @@ CLI::App* add_bench_command(CLI::App& app) {
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--json", a.json_path, "write the report as JSON to FILE");
   cmd->add_flag("--ceiling", o.ceiling_only, "measure the memory read ceiling only");
-  cmd->add_option("--ceiling-mb", a.ceiling_mb, "ceiling buffer in MiB (well above the last-level cache)")
+  cmd->add_option("--ceiling-mb", a.ceiling_mb,
+                  "ceiling buffer in MiB, well above the last-level cache (default: 512 on the CPU, "
+                  "2048 on the GPU)")
       ->check(CLI::Range(1, 1 << 20));
   cmd->add_flag("-q,--quiet", a.quiet, "no progress lines on stderr");
   return cmd;
