@@ -271,6 +271,26 @@ TEST(BenchHarness, JsonSchemaIsStable) {
   EXPECT_TRUE(pdvm::bench::validate_report_json(jc).is_ok());
 }
 
+// --ceiling-mb unset (0) means the device's default buffer: 512 MiB on the CPU (the GPU's 2 GiB is
+// checked on the GPU machine, in the JSON of every bench run); a given size is used as given, and
+// one under 1 MiB is refused.
+TEST(BenchHarness, CeilingBufferDefaultsPerDevice) {
+  BenchOptions c = tiny_options();
+  c.ceiling_only = true;
+  c.ceiling_bytes = 0;
+  auto def = pdvm::bench::run_bench(c);
+  ASSERT_TRUE(def.is_ok()) << def.status().message();
+  EXPECT_EQ(def->ceiling.n_bytes, size_t(512) << 20);
+  c.ceiling_bytes = size_t(8) << 20;
+  auto given = pdvm::bench::run_bench(c);
+  ASSERT_TRUE(given.is_ok()) << given.status().message();
+  EXPECT_EQ(given->ceiling.n_bytes, size_t(8) << 20);
+  c.ceiling_bytes = 4096;
+  auto small = pdvm::bench::run_bench(c);
+  ASSERT_FALSE(small.is_ok());
+  EXPECT_NE(small.status().message().find("at least 1 MiB"), std::string::npos) << small.status().message();
+}
+
 TEST(BenchHarness, CommittedResultsFollowTheSchema) {
   const std::filesystem::path dir = std::filesystem::path(PDVM_SOURCE_DIR) / "bench" / "results";
   if (!std::filesystem::exists(dir)) GTEST_SKIP() << "no " << dir;
