@@ -23,10 +23,17 @@ REPEATS=${REPEATS:-5}
 ROUNDS=${ROUNDS:-1}
 runs="$out/ab-runs"
 mkdir -p "$runs"
+# each variant parsed once: its name, binary directory and environment (VAR=VALUE,...)
+names=()
+bins=()
+envs_of=()
 for v in "$@"; do
-  bin=${v#*=}
-  bin=${bin%%:*}
+  rest=${v#*=}
+  bin=${rest%%:*}
   [[ $v == *=* && -x "$bin/pdvm" ]] || { echo "ab-bench: no pdvm binary in '$bin' (variant '$v')" >&2; exit 2; }
+  names+=("${v%%=*}")
+  bins+=("$bin")
+  if [[ $rest == *:* ]]; then envs_of+=("${rest#*:}"); else envs_of+=(""); fi
 done
 
 echo "== start $(date -u +%H:%M:%S): mode $MODE, depths $DEPTHS, $TOKENS tokens x $REPEATS repeats"
@@ -35,18 +42,17 @@ for ((r = 1; r <= ROUNDS; ++r)); do
     fmt=${spec%@*}
     sparsity=()
     if [[ $spec == *@* ]]; then sparsity=(--sparsity "${spec#*@}"); fi
-    for v in "$@"; do
-      name=${v%%=*}
-      rest=${v#*=}
-      bin=${rest%%:*}
+    for ((k = 0; k < ${#names[@]}; ++k)); do
+      name=${names[k]}
+      bin=${bins[k]}
       envs=()
-      if [[ $rest == *:* ]]; then IFS=, read -r -a envs <<< "${rest#*:}"; fi
+      [[ -n ${envs_of[k]} ]] && IFS=, read -r -a envs <<< "${envs_of[k]}"
       tag="$name-$MODE-${spec/@/-s}-r$r"
       # a bundle built elsewhere carries its shared libraries in BIN_DIR/lib (as gpu-check.sh's)
-      env LD_LIBRARY_PATH="$bin/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" ${envs[@]+"${envs[@]}"} timeout 300 "$bin/pdvm" bench --backend cuda --gpu-mode "$MODE" \
-        --shape phi-4 --format "$fmt" ${sparsity[@]+"${sparsity[@]}"} --depth "$DEPTHS" \
-        --tokens "$TOKENS" --warmup 3 --repeats "$REPEATS" -q --json "$runs/$tag.json" \
-        > "$runs/$tag.log" 2>&1
+      env LD_LIBRARY_PATH="$bin/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" ${envs[@]+"${envs[@]}"} \
+        timeout 300 "$bin/pdvm" bench --backend cuda --gpu-mode "$MODE" --shape phi-4 \
+        --format "$fmt" ${sparsity[@]+"${sparsity[@]}"} --depth "$DEPTHS" --tokens "$TOKENS" \
+        --warmup 3 --repeats "$REPEATS" -q --json "$runs/$tag.json" > "$runs/$tag.log" 2>&1
       rc=$?
       line=$(python3 - "$runs/$tag.json" <<'PY' 2>/dev/null
 import json, sys
