@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <iterator>
 #include <vector>
 
 #include "cuda/check.cuh"
@@ -38,6 +39,20 @@ __global__ void fill_kernel(unsigned* p, size_t n) {
     p[i] = unsigned(i * 2654435761u);
 }
 
+// The read kernel in four shapes (loads in flight per thread, blocks per SM, threads): the
+// ceiling is the best median, so that it does not rest on one access pattern suiting this device.
+// On an H100 (2026-12-07, bench/results/round15/ceiling-probe.txt) the shapes read 2.96-3.04 TB/s
+// on 512 MiB and 3.06-3.10 TB/s on 2 GiB.
+struct ReadShape {
+  void (*kernel)(const int4*, size_t, unsigned*);
+  int blocks_per_sm, threads;
+};
+constexpr ReadShape kReadShapes[] = {{read_reduce_kernel<4>, 8, 512},
+                                     {read_reduce_kernel<4>, 4, 512},
+                                     {read_reduce_kernel<8>, 4, 512},
+                                     {read_reduce_kernel<16>, 4, 256}};
+constexpr int kReadShapeCount = int(std::size(kReadShapes));
+
 }  // namespace
 
 Result<ReadCeiling> measure_read_ceiling(int device, size_t n_bytes) {
@@ -55,7 +70,9 @@ Result<ReadCeiling> measure_read_ceiling(int device, size_t n_bytes) {
   unsigned* out = nullptr;
   ReadCeiling r;
   r.n_bytes = n_bytes;
-  const int blocks = prop.multiProcessorCount * 8;  // the most blocks any shape below launches
+  int blocks = 0;  // one partial sum per block of the largest grid
+  for (const ReadShape& sh : kReadShapes)
+    blocks = std::max(blocks, prop.multiProcessorCount * sh.blocks_per_sm);
   auto cleanup = [&] { cudaFree(a); cudaFree(b); cudaFree(out); };
   auto run = [&]() -> Status {
     PDVM_CUDA_TRY(cudaMalloc(&a, n_bytes));
@@ -66,15 +83,7 @@ Result<ReadCeiling> measure_read_ceiling(int device, size_t n_bytes) {
     cudaEvent_t e0, e1;
     PDVM_CUDA_TRY(cudaEventCreate(&e0));
     PDVM_CUDA_TRY(cudaEventCreate(&e1));
-    // The read kernel in four shapes (loads in flight per thread, blocks per SM, threads): the
-    // ceiling is the best median, so that it does not rest on one access pattern suiting this
-    // device. On an H100 (2026-12-07, bench/results/round15/ceiling-probe.txt) the shapes read
-    // 2.96-3.04 TB/s on 512 MiB and 3.06-3.10 TB/s on 2 GiB.
-    struct Shape { void (*kernel)(const int4*, size_t, unsigned*); int blocks_per_sm, threads; };
-    const Shape shapes[] = {{read_reduce_kernel<4>, 8, 512}, {read_reduce_kernel<4>, 4, 512},
-                            {read_reduce_kernel<8>, 4, 512}, {read_reduce_kernel<16>, 4, 256}};
-    constexpr int kShapes = 4;
-    std::vector<float> copy_ms, read_ms[kShapes];
+    std::vector<float> copy_ms, read_ms[kReadShapeCount];
     for (int it = 0; it < 12; ++it) {  // 2 warm-up + 10 timed, median
       float ms = 0;
       PDVM_CUDA_TRY(cudaEventRecord(e0));
@@ -83,9 +92,10 @@ Result<ReadCeiling> measure_read_ceiling(int device, size_t n_bytes) {
       PDVM_CUDA_TRY(cudaEventSynchronize(e1));
       PDVM_CUDA_TRY(cudaEventElapsedTime(&ms, e0, e1));
       if (it >= 2) copy_ms.push_back(ms);
-      for (int k = 0; k < kShapes; ++k) {
+      for (int k = 0; k < kReadShapeCount; ++k) {
+        const ReadShape& sh = kReadShapes[k];
         PDVM_CUDA_TRY(cudaEventRecord(e0));
-        shapes[k].kernel<<<prop.multiProcessorCount * shapes[k].blocks_per_sm, shapes[k].threads>>>(
+        sh.kernel<<<prop.multiProcessorCount * sh.blocks_per_sm, sh.threads>>>(
             static_cast<const int4*>(a), n_bytes / 16, out);
         PDVM_CUDA_TRY(cudaGetLastError());
         PDVM_CUDA_TRY(cudaEventRecord(e1));

@@ -372,8 +372,8 @@ constexpr DenseInstance kDenseInstances[] = {
     {kCodeFmts, kCodeFmts & ~fmt_bit(Fmt::kQ4_1), layer_kernel<kCodeFmts>, token_kernel<kCodeFmts>},
     {kFloatFmts, kFloatFmts, layer_kernel<kFloatFmts>, token_kernel<kFloatFmts>}};
 // The dense instance that serves `used` (per its `serves` member), or null.
-template <class Serves>
-const DenseInstance* dense_instance(const LaunchConfig& c, FmtSet used, Serves serves) {
+const DenseInstance* dense_instance(const LaunchConfig& c, FmtSet used,
+                                    FmtSet DenseInstance::*serves) {
   if (!c.dense_instances) return nullptr;
   for (const DenseInstance& d : kDenseInstances)
     if ((used & ~(d.*serves)) == 0) return &d;
