@@ -17,7 +17,7 @@
 
 #include "core/half.h"
 #include "core/thread_pool.h"
-#include "cuda/attention.cuh"  // and matvec.cuh: staged_bytes, the weight ring's sizes
+#include "cuda/attention.cuh"
 #include "cuda/check.cuh"
 #include "cuda/kernels.cuh"
 #include "cuda/stage_timer.h"
@@ -959,31 +959,11 @@ Status CudaBackendImpl::init(const core::Model& model, const CudaOptions& opt) {
   const int widest = std::max({c.d_model, q_rows, c.d_ff});
   const size_t smem = size_t(std::max({staged_bytes(widest), 4 * (widest + kBitmapTailZeros),
                                        attention_smem_bytes(hd), merge_smem_bytes(hd)}));
-  const size_t optin = prop.sharedMemPerBlockOptin;
-  // the fused kernels' weight ring after the rest, as many slots per lane as fit (at most
-  // kRingMaxDepth; PDVM_CUDA_RING_DEPTH lowers the cap, for A/B runs)
-  const size_t ring_at = (smem + 15) & ~size_t(15);
-  int depth = kRingMaxDepth;
-  if (const char* e = std::getenv("PDVM_CUDA_RING_DEPTH"); e != nullptr)
-    depth = std::clamp(std::atoi(e), 1, kRingMaxDepth);
-  if (ring_at < optin) depth = std::min<int>(depth, int((optin - ring_at) / kRingSlotBytes));
-  const bool fused = opt.mode != Mode::kOps;
-  if (smem > optin || (fused && (ring_at > optin || depth < 1)))
-    return unsupported("CUDA backend: " +
-                       std::to_string(fused ? ring_at + kRingSlotBytes : smem) +
-                       " B of shared memory per block needed" +
-                       (fused ? " (the widest staged input, and the weight ring of the layer and "
-                                "token modes)"
-                              : "") +
-                       ", the device allows " + std::to_string(optin));
-  depth = std::max(depth, 1);
-  s_.ring_offset = int(ring_at);
-  s_.ring_depth = depth;
+  if (smem > prop.sharedMemPerBlockOptin)
+    return unsupported("CUDA backend: " + std::to_string(smem) + " B of shared memory per block "
+                       "needed, the device allows " + std::to_string(prop.sharedMemPerBlockOptin));
   cfg_.stream = stream_;
-  // (the fused kernels' limit does not depend on the mode: backends of one process share it)
-  const size_t fused_smem = ring_at + size_t(depth) * kRingSlotBytes;
-  PDVM_TRY(configure_kernels(smem, fused_smem <= optin ? fused_smem : smem,
-                             prop.multiProcessorCount, &cfg_));
+  PDVM_TRY(configure_kernels(smem, prop.multiProcessorCount, &cfg_));
   FmtSet used = 0;
   for (const DevLayer& L : layers_) used |= layer_fmts(L);
   cfg_.token_fmts = used;

@@ -116,9 +116,6 @@ struct StepState {
   // 1: the tensor-core attention (attend_chunk_mma: head_dim 128, GQA groups of <= 8) runs,
   // and V is stored in position pairs (v_index); 0: the CUDA-core attention, V as K
   int v_pairs = 0;
-  // the fused kernels' weight ring (weight_ring.cuh): its byte offset in the dynamic shared memory,
-  // after everything else there, and its slots per lane (1..kRingMaxDepth)
-  int ring_offset = 0, ring_depth = 0;
   float eps = 1e-5f, attn_scale = 1.0f;
 };
 

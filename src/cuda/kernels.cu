@@ -131,27 +131,20 @@ __global__ void __launch_bounds__(kThreads) layer_kernel(StepState s, DevLayer L
     }
     return;
   }
-  // each stage's first weights are requested as soon as the lane is done with the stage before
-  // (weight_ring.cuh), so they arrive during the barrier and the input's staging
-  const int pf = g_ring_prefetch;
-  const WeightRing ring(smem, s);
   qkv_stage<true, kF>(s, L, layer, pos, smem, red);
-  const bool pf_wo = (pf & kPrefetchWo) && ring_prefetch<kF>(L.wo, ring);
   PDVM_MARK_DONE(layer, kMarkQkvDone);
   bar.sync();  // K,V of pos are in the cache and q is complete
   PDVM_MARK(layer, kMarkQkvOpen);
   attention_and_merge(s, layer, pos, smem, bar);
-  wo_stage<true, kF>(s, L, smem, red, pf_wo);
-  const bool pf_up = (pf & kPrefetchUp) && ring_prefetch<kF>(L.gate_up, ring);
+  wo_stage<true, kF>(s, L, smem, red);
   PDVM_MARK_DONE(layer, kMarkWoDone);
   bar.sync();  // x has the attention residual (the FFN norm needs all of x)
   PDVM_MARK(layer, kMarkWoOpen);
-  ffn_up_stage<true, kF>(s, L, smem, red, pf_up);
-  const bool pf_down = (pf & kPrefetchDown) && ring_prefetch<kF>(L.down, ring);
+  ffn_up_stage<true, kF>(s, L, smem, red);
   PDVM_MARK_DONE(layer, kMarkUpDone);
   bar.sync();  // act is complete
   PDVM_MARK(layer, kMarkUpOpen);
-  down_stage<true, kF>(s, L, smem, red, pf_down);
+  down_stage<true, kF>(s, L, smem, red);
   PDVM_MARK_DONE(layer, kMarkDownDone);
   // the kernel's end orders this layer's x before the next launch
 }
@@ -215,13 +208,6 @@ __global__ void __launch_bounds__(kThreads) token_kernel(StepState s, int n_laye
   float* smem = dyn_smem();
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < s.d_model; i += gridDim.x * blockDim.x)
     s.x[i] = dequant_one(embd, token, i);
-  // the dense instances request each matvec stage's first weights as soon as the lane is done
-  // with the stage before (weight_ring.cuh): they arrive during the barrier and the staging.
-  // pf_qkv: the next qkv's (or the head's) were requested.
-  constexpr bool kInlined = kF != kMdCsrFmts && kF != kBitmapFmts;
-  const int pf = kInlined ? g_ring_prefetch : 0;
-  const WeightRing ring(smem, s);
-  bool pf_qkv = (pf & kPrefetchQkv) && n_layers > 0 && ring_prefetch<kF>(c_layers[0].qkv, ring);
   bar.sync();
   for (int l = 0; l < n_layers; ++l) {
     const DevLayer& L = c_layers[l];
@@ -229,30 +215,23 @@ __global__ void __launch_bounds__(kThreads) token_kernel(StepState s, int n_laye
     // four (with qkv: -0.42 ms per Phi-4 token at depth 1024, H100), MdCSR wo, ffn_up and down
     // (with qkv its kernel spilled 16 B and was 0.02-0.04 ms slower)
     constexpr bool kQkvInLoop = kF == kBitmapFmts;
-    bool pf_wo = false;
     if constexpr (!kQkvInLoop) {
-      qkv_stage<true, kF>(s, L, l, pos, smem, red, pf_qkv);
-      pf_qkv = false;
-      pf_wo = (pf & kPrefetchWo) && ring_prefetch<kF>(L.wo, ring);
+      qkv_stage<true, kF>(s, L, l, pos, smem, red);
       PDVM_MARK_DONE(l, kMarkQkvDone);
       bar.sync();
       PDVM_MARK(l, kMarkQkvOpen);
       attention_and_merge(s, l, pos, smem, bar);
     }
-    if constexpr (kInlined) {  // the dense instances: inlined stages
-      wo_stage<true, kF>(s, L, smem, red, pf_wo);
-      const bool pf_up = (pf & kPrefetchUp) && ring_prefetch<kF>(L.gate_up, ring);
+    if constexpr (kF != kMdCsrFmts && kF != kBitmapFmts) {  // the dense instances: inlined stages
+      wo_stage<true, kF>(s, L, smem, red);
       PDVM_MARK_DONE(l, kMarkWoDone);
       bar.sync();
       PDVM_MARK(l, kMarkWoOpen);
-      ffn_up_stage<true, kF>(s, L, smem, red, pf_up);
-      const bool pf_down = (pf & kPrefetchDown) && ring_prefetch<kF>(L.down, ring);
+      ffn_up_stage<true, kF>(s, L, smem, red);
       PDVM_MARK_DONE(l, kMarkUpDone);
       bar.sync();
       PDVM_MARK(l, kMarkUpOpen);
-      down_stage<true, kF>(s, L, smem, red, pf_down);
-      pf_qkv = (pf & kPrefetchQkv) && (l + 1 < n_layers ? ring_prefetch<kF>(c_layers[l + 1].qkv, ring)
-                                                        : ring_prefetch<kAllFmts>(out, ring));
+      down_stage<true, kF>(s, L, smem, red);
       PDVM_MARK_DONE(l, kMarkDownDone);
       bar.sync();
       PDVM_MARK(l, kMarkDownOpen);
@@ -267,7 +246,7 @@ __global__ void __launch_bounds__(kThreads) token_kernel(StepState s, int n_laye
       }
     }
   }
-  head_stage(s, out_norm, out, smem, red, pf_qkv);
+  head_stage(s, out_norm, out, smem, red);
   bar.sync();
   float bv;
   int bi;
@@ -403,8 +382,7 @@ const DenseInstance* dense_instance(const LaunchConfig& c, FmtSet used,
 
 }  // namespace
 
-Status configure_kernels(size_t smem_bytes, size_t fused_smem_bytes, int sm_count,
-                         LaunchConfig* cfg) {
+Status configure_kernels(size_t smem_bytes, int sm_count, LaunchConfig* cfg) {
 #ifdef PDVM_CUDA_STAGE_TIMER
   if (const char* e = std::getenv("PDVM_CUDA_KNOCKOUT"); e != nullptr) {
     const int bits = std::atoi(e);
@@ -414,23 +392,15 @@ Status configure_kernels(size_t smem_bytes, size_t fused_smem_bytes, int sm_coun
   // PDVM_CUDA_DENSE_ALL_FMTS=1: the all-formats fused kernels for dense layers too (A/B runs)
   if (const char* e = std::getenv("PDVM_CUDA_DENSE_ALL_FMTS"); e != nullptr)
     cfg->dense_instances = std::atoi(e) == 0;
-  // PDVM_CUDA_RING_PREFETCH=bits: which of the weight ring's cross-barrier prefetches run
-  // (weight_ring.cuh; default all; A/B runs)
-  if (const char* e = std::getenv("PDVM_CUDA_RING_PREFETCH"); e != nullptr) {
-    const int bits = std::atoi(e);
-    PDVM_CUDA_TRY(cudaMemcpyToSymbol(g_ring_prefetch, &bits, sizeof bits));
-  }
   PDVM_TRY(set_smem(attention_kernel, smem_bytes));
   PDVM_TRY(set_smem(merge_kernel, smem_bytes));
   cfg->smem_bytes = smem_bytes;
-  cfg->smem_fused = fused_smem_bytes;
   // the per-op kernels share one grid: the smallest resident count of the matvec kernels; the
   // fused kernels all blocks resident, in every instance
   int ops = 1 << 30, fused = kMaxGrid;
   auto fit = [&](auto kernel, int* grid) -> Status {
-    const size_t bytes = grid == &fused ? fused_smem_bytes : smem_bytes;
-    PDVM_TRY(set_smem(kernel, bytes));
-    PDVM_ASSIGN_OR_RETURN(const int r, resident_blocks(kernel, bytes, sm_count));
+    PDVM_TRY(set_smem(kernel, smem_bytes));
+    PDVM_ASSIGN_OR_RETURN(const int r, resident_blocks(kernel, smem_bytes, sm_count));
     *grid = std::min(*grid, r);
     return Status::ok();
   };
@@ -493,7 +463,7 @@ Status launch_layer_fused(const StepState& s, const DevLayer& L, int layer, cons
   const DenseInstance* d = dense_instance(c, used, &DenseInstance::layer_serves);
   const auto kernel = reinterpret_cast<const void*>(d ? d->layer : instances_for(used).layer);
   PDVM_CUDA_TRY(cudaLaunchCooperativeKernel(kernel, dim3(c.grid_layer), dim3(kThreads), args,
-                                            c.smem_fused, c.stream));
+                                            c.smem_bytes, c.stream));
   return Status::ok();
 }
 
@@ -519,7 +489,7 @@ Status launch_token_fused(const StepState& s, int n_layers, const DevMatrix& emb
   const DenseInstance* d = dense_instance(c, c.token_fmts, &DenseInstance::token_serves);
   const auto kernel = reinterpret_cast<const void*>(d ? d->token : instances_for(c.token_fmts).token);
   PDVM_CUDA_TRY(cudaLaunchCooperativeKernel(kernel, dim3(c.grid_token), dim3(kThreads), args,
-                                            c.smem_fused, c.stream));
+                                            c.smem_bytes, c.stream));
   return Status::ok();
 }
 

@@ -15,17 +15,15 @@ struct LaunchConfig {
   int grid_ops = 0;    // blocks of the per-op matvec/attention kernels (resident blocks)
   int grid_layer = 0;  // blocks of the cooperative layer kernel (must all be resident)
   int grid_token = 0;  // blocks of the cooperative token kernel (<= kMaxGrid)
-  size_t smem_bytes = 0;  // dynamic shared memory of the per-op kernels
-  size_t smem_fused = 0;  // of the fused ones: smem_bytes rounded to 16, then the weight ring
+  size_t smem_bytes = 0;
   cudaStream_t stream = nullptr;
   FmtSet token_fmts = kAllFmts;  // the token kernel's layer table's formats (layer_fmts, or'ed)
   bool dense_instances = true;   // the fused kernels' dense instances (kernels.cu) where they serve
 };
 
-// Sets the dynamic shared-memory limit of the per-op kernels to smem_bytes and of the fused ones to
-// fused_smem_bytes, and sizes the grids from cudaOccupancyMaxActiveBlocksPerMultiprocessor.
-Status configure_kernels(size_t smem_bytes, size_t fused_smem_bytes, int sm_count,
-                         LaunchConfig* cfg);
+// Sets the dynamic shared-memory limit of every kernel to smem_bytes and sizes the grids from
+// cudaOccupancyMaxActiveBlocksPerMultiprocessor.
+Status configure_kernels(size_t smem_bytes, int sm_count, LaunchConfig* cfg);
 
 // step[0] = token (if token >= 0), step[1] = pos (if pos >= 0): stream-ordered, no host buffer.
 Status launch_set_step(const StepState& s, int token, int pos, cudaStream_t stream);

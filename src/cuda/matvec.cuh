@@ -66,26 +66,25 @@ __device__ __forceinline__ float block_sum(float v, float* red) {
 // sf = max|x_block| / (127 * 256) per block of 32 (the CPU fast path's scheme, ~15 bits: one int8
 // term alone flipped SmolLM2's greedy tokens on the CPU), so that dp4a does 4 products per
 // instruction instead of PRMT + FADD + FFMA per weight (the q4 matvec was issue-bound at ~54% of
-// the read ceiling). Layout, in place of the floats (a format multiplies either the floats or the
-// codes, never both): per block of 32, 64 bytes [qh 0-15][ql 0-15][qh 16-31][ql 16-31], plus 16
-// bytes of padding after every 128, so lanes at 32-byte (q8: half a block each) and 64-byte (q4: a
-// block each) strides hit distinct banks; then a float2 (sf, sum of the block's x) per block.
-// (Until Round 16 the codes followed the floats: 125 KB for Phi-4's d_ff, against 45 KB now.)
+// the read ceiling). Layout after the floats: per block of 32, 64 bytes
+// [qh 0-15][ql 0-15][qh 16-31][ql 16-31], plus 16 bytes of padding after every 128, so lanes at
+// 32-byte (q8: half a block each) and 64-byte (q4: a block each) strides hit distinct banks; then
+// a float2 (sf, sum of the block's x) per block.
 __host__ __device__ constexpr int xq_block(int b) { return 64 * b + 16 * (b >> 1); }
-__host__ __device__ constexpr int xsc_offset(int n) { return (xq_block(n / 32) + 64 + 15) & ~15; }
-// Shared-memory bytes a staged vector of n values takes: floats, or codes and block scales.
-__host__ __device__ constexpr int staged_bytes(int n) {
-  return xs_floats(n) * 4 > xsc_offset(n) + (n / 32) * 8 + 16 ? xs_floats(n) * 4
-                                                              : xsc_offset(n) + (n / 32) * 8 + 16;
+__host__ __device__ constexpr int xq_offset(int n) { return (xs_floats(n) * 4 + 15) & ~15; }
+__host__ __device__ constexpr int xsc_offset(int n) {
+  return xq_offset(n) + ((xq_block(n / 32) + 64 + 15) & ~15);
 }
+// Shared-memory bytes a staged vector of n values takes (floats, codes and block scales).
+__host__ __device__ constexpr int staged_bytes(int n) { return xsc_offset(n) + (n / 32) * 8 + 16; }
 
 struct StagedX {
-  const float* f;     // xs_index layout (float formats and the sparse ones)
-  const uint8_t* q;   // xq_block layout (the formats of quantized_x), over the same bytes
+  const float* f;     // xs_index layout
+  const uint8_t* q;   // xq_block layout
   const float2* sc;   // (sf, sum) per block of 32
   __device__ StagedX(const float* smem, int n)
       : f(smem),
-        q(reinterpret_cast<const uint8_t*>(smem)),
+        q(reinterpret_cast<const uint8_t*>(smem) + xq_offset(n)),
         sc(reinterpret_cast<const float2*>(reinterpret_cast<const uint8_t*>(smem) + xsc_offset(n))) {}
 };
 
@@ -100,7 +99,7 @@ constexpr int kBitmapTailZeros = 64;
 
 // xs <- src (n floats, n % 4 == 0), times rsqrt(mean(src^2) + eps) * norm[i] when norm is given;
 // `padded`: at xs_index(i) (dense matvecs) or at i (sparse ones);
-// with `codes` (n % 32 == 0) the int8 codes and block scales above instead of the floats; with `tail_zeros`
+// with `codes` (n % 32 == 0) also the int8 codes and block scales above; with `tail_zeros`
 // (unpadded only) also xs[n, n + kBitmapTailZeros) = 0. Each thread handles 4
 // consecutive values, so the 8 threads of a block of 32 are 8 adjacent lanes: its max and sum take
 // 3 shuffles each, inside the same pass (a separate warp-per-block pass cost ~0.35 ms per Phi-4
@@ -131,7 +130,7 @@ __device__ inline void stage_vector(float* xs, const float* src, int n, const fl
   } else {
     __syncthreads();  // xs may still be read by the previous stage's warps
   }
-  uint8_t* q = reinterpret_cast<uint8_t*>(xs);
+  uint8_t* q = reinterpret_cast<uint8_t*>(xs) + xq_offset(n);
   float2* sc = reinterpret_cast<float2*>(reinterpret_cast<uint8_t*>(xs) + xsc_offset(n));
   // The loop bound is warp-uniform (the shuffles need whole warps); with n % 32 == 0 the 8 lanes
   // of a block of 32 are all in range or all out.
@@ -143,7 +142,7 @@ __device__ inline void stage_vector(float* xs, const float* src, int n, const fl
       const float4 g = *reinterpret_cast<const float4*>(norm + i);
       v.x *= scale * g.x; v.y *= scale * g.y; v.z *= scale * g.z; v.w *= scale * g.w;
     }
-    if (in && !codes) *reinterpret_cast<float4*>(xs + (padded ? xs_index(i) : i)) = v;
+    if (in) *reinterpret_cast<float4*>(xs + (padded ? xs_index(i) : i)) = v;
     if (codes) {
       float amax = fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w)));
       float sum = (v.x + v.y) + (v.z + v.w);
@@ -185,32 +184,13 @@ __device__ inline void stage_input(float* xs, const float* src, int n, const flo
 // ---- per-format pieces: scale of chunk c of row r, and the dot of one 16-byte chunk ----------
 // A chunk is the 16 bytes one lane loads: 16 q8 weights, 32 q4 weights, 8 f16/bf16, 4 f32.
 
-// The weight ring (weight_ring.cuh) copies each chunk's scale as the aligned 4-byte word that
-// holds it: kScaleWord formats give the word's address (scale_word) and read the scale from the
-// copy (scale_of); the others' scale() reads nothing per chunk.
-__device__ __forceinline__ float half_of_word(uint32_t word, unsigned high) {
-  return __half2float(__ushort_as_half(static_cast<unsigned short>(high ? word >> 16 : word)));
-}
-__device__ __forceinline__ float2 half2_of_word(uint32_t word) {
-  __half2 h;
-  memcpy(&h, &word, 4);
-  return __half22float2(h);
-}
-
 // q8_0 chunk c = half of block c/2: 4 words of int8 weights against 4 words of qh and of ql.
 // Per row: 8 dp4a, one I2F and an FFMA for 16 weights (was 52 instructions).
 struct FmtQ8 {
   static constexpr bool kRowScale = false;  // true: acc is multiplied by scales[row] at the end
-  static constexpr bool kScaleWord = true;
   __device__ static float2 scale(const DevMatrix& m, int r, int c) {
     const __half* s = static_cast<const __half*>(m.scales) + size_t(r) * (m.cols >> 5) + (c >> 1);
     return make_float2(__half2float(__ldg(s)), 0.0f);
-  }
-  __device__ static const void* scale_word(const DevMatrix& m, int r, int c) {
-    return static_cast<const uint32_t*>(m.scales) + ((size_t(r) * (m.cols >> 5) + (c >> 1)) >> 1);
-  }
-  __device__ static float2 scale_of(uint32_t word, const DevMatrix& m, int r, int c) {
-    return make_float2(half_of_word(word, (unsigned(r) * unsigned(m.cols >> 5) + (c >> 1)) & 1u), 0.0f);
   }
   __device__ static void accumulate(const int4 (&w)[kRowsPerWarp], const float2 (&sc)[kRowsPerWarp],
                                     const StagedX& x, int c, float (&acc)[kRowsPerWarp]) {
@@ -235,7 +215,6 @@ struct FmtQ8 {
 // FMUL + FADD for 16 weights, and no scale loads in the loop.
 struct FmtI8Row : FmtQ8 {
   static constexpr bool kRowScale = true;
-  static constexpr bool kScaleWord = false;
   __device__ static float2 scale(const DevMatrix&, int, int) { return make_float2(1.0f, 0.0f); }
 };
 
@@ -244,16 +223,9 @@ struct FmtI8Row : FmtQ8 {
 // converted at upload (device_types.cuh). Per row: 8 dp4a, one I2F and 2 FFMA for 16 weights.
 struct FmtQ8_16 {
   static constexpr bool kRowScale = false;
-  static constexpr bool kScaleWord = true;
   __device__ static float2 scale(const DevMatrix& m, int r, int c) {
     const __half2* s = static_cast<const __half2*>(m.scales) + size_t(r) * (m.cols >> 4) + c;
     return __half22float2(__ldg(s));
-  }
-  __device__ static const void* scale_word(const DevMatrix& m, int r, int c) {
-    return static_cast<const uint32_t*>(m.scales) + size_t(r) * (m.cols >> 4) + c;
-  }
-  __device__ static float2 scale_of(uint32_t word, const DevMatrix&, int, int) {
-    return half2_of_word(word);
   }
   __device__ static void accumulate(const int4 (&w)[kRowsPerWarp], const float2 (&sc)[kRowsPerWarp],
                                     const StagedX& x, int c, float (&acc)[kRowsPerWarp]) {
@@ -271,15 +243,6 @@ struct FmtQ8_16 {
 template <bool kHasMin>  // false: Q4_0, w = d*(q-8); true: Q4_1, w = d*q + m
 struct FmtQ4 {
   static constexpr bool kRowScale = false;
-  static constexpr bool kScaleWord = true;
-  __device__ static const void* scale_word(const DevMatrix& m, int r, int c) {
-    const size_t i = size_t(r) * (m.cols >> 5) + c;
-    return static_cast<const uint32_t*>(m.scales) + (kHasMin ? i : i >> 1);
-  }
-  __device__ static float2 scale_of(uint32_t word, const DevMatrix& m, int r, int c) {
-    if constexpr (kHasMin) return half2_of_word(word);
-    return make_float2(half_of_word(word, (unsigned(r) * unsigned(m.cols >> 5) + c) & 1u), 0.0f);
-  }
   __device__ static float2 scale(const DevMatrix& m, int r, int c) {
     if constexpr (kHasMin) {
       const __half2* s = static_cast<const __half2*>(m.scales) + size_t(r) * (m.cols >> 5) + c;
@@ -324,7 +287,6 @@ struct FmtQ4 {
 template <Fmt kFmt>  // kF16, kBF16, kF32
 struct FmtDense {
   static constexpr bool kRowScale = false;
-  static constexpr bool kScaleWord = false;
   static constexpr int kPerChunk = kFmt == Fmt::kF32 ? 4 : 8;
   __device__ static float2 scale(const DevMatrix&, int, int) { return make_float2(1.0f, 0.0f); }
   __device__ static void accumulate(const int4 (&w)[kRowsPerWarp], const float2 (&)[kRowsPerWarp],
@@ -456,47 +418,30 @@ __device__ void matvec_stage_fmt(const DevMatrix& m, const float* smem, const Ep
 }  // namespace pdvm::cuda
 #include "cuda/sparse_matvec.cuh"  // matvec_stage_mdcsr (uses the primitives above)
 #include "cuda/bitmap_matvec.cuh"  // matvec_stage_bitmap (uses biased_byte_as_float too)
-#include "cuda/weight_ring.cuh"    // matvec_stage_ring (the fused kernels' dense matvec)
 namespace pdvm::cuda {
 
-// A dense format's stage: through the weight ring in the fused kernels (kPaired), the register
-// loop in the per-op kernels.
-template <class F, bool kPaired, class Epi>
-__device__ __forceinline__ void dense_stage(const DevMatrix& m, const float* xs, const Epi& epi,
-                                            const WeightRing& ring, bool prefetched) {
-  if constexpr (kPaired) {
-    matvec_stage_ring<F>(m, xs, epi, ring, prefetched);
-  } else {
-    matvec_stage_fmt<F, false>(m, xs, epi);
-  }
-}
-
 // The format switch is uniform across the grid (one matrix per stage), so it costs one branch.
-// kPaired: the fused kernels (the weight ring: `ring`, and `prefetched` when ring_prefetch issued
-// m's first items); false in the per-op kernels (matvec_rows_warp's loop; ring unused).
+// kPaired: the fused kernels' loop shape (matvec_rows_warp); false in the per-op kernels.
 // kFmts: the formats this instance holds code for (FmtSet); the launcher picks an instance that
 // holds the matrix's format.
 template <bool kPaired = true, FmtSet kFmts = kAllFmts, class Epi>
-__device__ void matvec_stage(const DevMatrix& m, const float* xs, const Epi& epi,
-                             const WeightRing& ring, bool prefetched = false) {
+__device__ void matvec_stage(const DevMatrix& m, const float* xs, const Epi& epi) {
 #define PDVM_FMT_CASE(F, CALL) \
   case F:                      \
     if constexpr ((kFmts & fmt_bit(F)) != 0) CALL; \
     break
-#define PDVM_DENSE(F) (dense_stage<F, kPaired>(m, xs, epi, ring, prefetched))
   switch (m.fmt) {
-    PDVM_FMT_CASE(Fmt::kQ8_0, PDVM_DENSE(FmtQ8));
-    PDVM_FMT_CASE(Fmt::kQ4_0, PDVM_DENSE(FmtQ4<false>));
-    PDVM_FMT_CASE(Fmt::kQ4_1, PDVM_DENSE(FmtQ4<true>));
-    PDVM_FMT_CASE(Fmt::kBF16, PDVM_DENSE(FmtDense<Fmt::kBF16>));
-    PDVM_FMT_CASE(Fmt::kF16, PDVM_DENSE(FmtDense<Fmt::kF16>));
-    PDVM_FMT_CASE(Fmt::kF32, PDVM_DENSE(FmtDense<Fmt::kF32>));
+    PDVM_FMT_CASE(Fmt::kQ8_0, (matvec_stage_fmt<FmtQ8, kPaired>(m, xs, epi)));
+    PDVM_FMT_CASE(Fmt::kQ4_0, (matvec_stage_fmt<FmtQ4<false>, kPaired>(m, xs, epi)));
+    PDVM_FMT_CASE(Fmt::kQ4_1, (matvec_stage_fmt<FmtQ4<true>, kPaired>(m, xs, epi)));
+    PDVM_FMT_CASE(Fmt::kBF16, (matvec_stage_fmt<FmtDense<Fmt::kBF16>, kPaired>(m, xs, epi)));
+    PDVM_FMT_CASE(Fmt::kF16, (matvec_stage_fmt<FmtDense<Fmt::kF16>, kPaired>(m, xs, epi)));
+    PDVM_FMT_CASE(Fmt::kF32, (matvec_stage_fmt<FmtDense<Fmt::kF32>, kPaired>(m, xs, epi)));
     PDVM_FMT_CASE(Fmt::kMdCsr, (matvec_stage_mdcsr(m, xs, epi)));
-    PDVM_FMT_CASE(Fmt::kI8Row, PDVM_DENSE(FmtI8Row));
+    PDVM_FMT_CASE(Fmt::kI8Row, (matvec_stage_fmt<FmtI8Row, kPaired>(m, xs, epi)));
     PDVM_FMT_CASE(Fmt::kBitmapI8, (matvec_stage_bitmap(m, xs, epi)));
-    PDVM_FMT_CASE(Fmt::kQ8_16, PDVM_DENSE(FmtQ8_16));
+    PDVM_FMT_CASE(Fmt::kQ8_16, (matvec_stage_fmt<FmtQ8_16, kPaired>(m, xs, epi)));
   }
-#undef PDVM_DENSE
 #undef PDVM_FMT_CASE
 }
 

@@ -180,13 +180,11 @@ struct StoreEpilogue {
 
 // RMSNorm(x) -> qkv matvec -> bias, rope; q to s.q, K and V of `pos` into the cache.
 // kPaired false: the per-op kernel (matvec_rows_warp)
-// `prefetched` (fused kernels): ring_prefetch issued the matrix's first items before the barrier.
 template <bool kPaired = true, FmtSet kFmts = kAllFmts>
 __device__ inline void qkv_stage(const StepState& s, const DevLayer& L, int layer, int pos,
-                                 float* smem, float* red, bool prefetched = false) {
+                                 float* smem, float* red) {
   stage_input(smem, s.x, s.d_model, L.attn_norm, s.eps, red, L.qkv);
-  matvec_stage<kPaired, kFmts>(L.qkv, smem, QkvEpilogue{&s, L.qkv_bias, layer, pos},
-                               WeightRing(smem, s), prefetched);
+  matvec_stage<kPaired, kFmts>(L.qkv, smem, QkvEpilogue{&s, L.qkv_bias, layer, pos});
 }
 
 // Partial attention for every item (chunk, kv head, query heads: attn_plan), one warp each; with
@@ -222,28 +220,25 @@ __device__ inline void merge_stage(const StepState& s, int pos, float* smem) {
 // x += Wo . attn
 template <bool kPaired = true, FmtSet kFmts = kAllFmts>
 __device__ __forceinline__ void wo_stage(const StepState& s, const DevLayer& L, float* smem,
-                                         float* red, bool prefetched = false) {
+                                         float* red) {
   stage_input(smem, s.attn, s.n_heads * s.head_dim, nullptr, 0.0f, red, L.wo);
-  matvec_stage<kPaired, kFmts>(L.wo, smem, ResidualEpilogue{s.x, s.d_model},
-                               WeightRing(smem, s), prefetched);
+  matvec_stage<kPaired, kFmts>(L.wo, smem, ResidualEpilogue{s.x, s.d_model});
 }
 
 // act = silu(W_gate . n) * (W_up . n), n = RMSNorm(x)
 template <bool kPaired = true, FmtSet kFmts = kAllFmts>
 __device__ __forceinline__ void ffn_up_stage(const StepState& s, const DevLayer& L, float* smem,
-                                             float* red, bool prefetched = false) {
+                                             float* red) {
   stage_input(smem, s.x, s.d_model, L.ffn_norm, s.eps, red, L.gate_up);
-  matvec_stage<kPaired, kFmts>(L.gate_up, smem, SiluMulEpilogue{s.act, s.d_ff},
-                               WeightRing(smem, s), prefetched);
+  matvec_stage<kPaired, kFmts>(L.gate_up, smem, SiluMulEpilogue{s.act, s.d_ff});
 }
 
 // x += W_down . act
 template <bool kPaired = true, FmtSet kFmts = kAllFmts>
 __device__ __forceinline__ void down_stage(const StepState& s, const DevLayer& L, float* smem,
-                                           float* red, bool prefetched = false) {
+                                           float* red) {
   stage_input(smem, s.act, s.d_ff, nullptr, 0.0f, red, L.down);
-  matvec_stage<kPaired, kFmts>(L.down, smem, ResidualEpilogue{s.x, s.d_model},
-                               WeightRing(smem, s), prefetched);
+  matvec_stage<kPaired, kFmts>(L.down, smem, ResidualEpilogue{s.x, s.d_model});
 }
 
 // Stage k of {qkv, wo, ffn_up, down} (k = 0..3) through one call site: the same work as
@@ -261,16 +256,15 @@ __device__ __forceinline__ void layer_matvec_stage(const StepState& s, const Dev
   const Epi epi{k == 0 ? Epi::kQkv : k == 2 ? Epi::kSilu : Epi::kResidual,
                 QkvEpilogue{&s, L.qkv_bias, layer, pos}, ResidualEpilogue{s.x, s.d_model}, s.act,
                 s.d_ff};
-  matvec_stage<true, kFmts>(m, smem, epi, WeightRing(smem, s));
+  matvec_stage<true, kFmts>(m, smem, epi);
 }
 
 // logits = W_out . RMSNorm(x)
 template <bool kPaired = true>
 __device__ inline void head_stage(const StepState& s, const float* out_norm, const DevMatrix& out,
-                                  float* smem, float* red, bool prefetched = false) {
+                                  float* smem, float* red) {
   stage_input(smem, s.x, s.d_model, out_norm, s.eps, red, out);
-  matvec_stage<kPaired>(out, smem, StoreEpilogue{s.logits, s.vocab}, WeightRing(smem, s),
-                        prefetched);
+  matvec_stage<kPaired>(out, smem, StoreEpilogue{s.logits, s.vocab});
 }
 
 }  // namespace pdvm::cuda
