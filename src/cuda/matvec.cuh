@@ -66,25 +66,26 @@ __device__ __forceinline__ float block_sum(float v, float* red) {
 // sf = max|x_block| / (127 * 256) per block of 32 (the CPU fast path's scheme, ~15 bits: one int8
 // term alone flipped SmolLM2's greedy tokens on the CPU), so that dp4a does 4 products per
 // instruction instead of PRMT + FADD + FFMA per weight (the q4 matvec was issue-bound at ~54% of
-// the read ceiling). Layout after the floats: per block of 32, 64 bytes
-// [qh 0-15][ql 0-15][qh 16-31][ql 16-31], plus 16 bytes of padding after every 128, so lanes at
-// 32-byte (q8: half a block each) and 64-byte (q4: a block each) strides hit distinct banks; then
-// a float2 (sf, sum of the block's x) per block.
+// the read ceiling). Layout, in place of the floats (a format multiplies either the floats or the
+// codes, never both; until Round 16 the codes followed the floats, 125 KB for Phi-4's d_ff
+// against 45 KB now): per block of 32, 64 bytes [qh 0-15][ql 0-15][qh 16-31][ql 16-31], plus 16
+// bytes of padding after every 128, so lanes at 32-byte (q8: half a block each) and 64-byte (q4:
+// a block each) strides hit distinct banks; then a float2 (sf, sum of the block's x) per block.
 __host__ __device__ constexpr int xq_block(int b) { return 64 * b + 16 * (b >> 1); }
-__host__ __device__ constexpr int xq_offset(int n) { return (xs_floats(n) * 4 + 15) & ~15; }
-__host__ __device__ constexpr int xsc_offset(int n) {
-  return xq_offset(n) + ((xq_block(n / 32) + 64 + 15) & ~15);
+__host__ __device__ constexpr int xsc_offset(int n) { return (xq_block(n / 32) + 64 + 15) & ~15; }
+__host__ __device__ constexpr int codes_bytes(int n) { return xsc_offset(n) + (n / 32) * 8 + 16; }
+// Shared-memory bytes a staged vector of n values takes: its floats, or its codes and scales.
+__host__ __device__ constexpr int staged_bytes(int n) {
+  return xs_floats(n) * 4 > codes_bytes(n) ? xs_floats(n) * 4 : codes_bytes(n);
 }
-// Shared-memory bytes a staged vector of n values takes (floats, codes and block scales).
-__host__ __device__ constexpr int staged_bytes(int n) { return xsc_offset(n) + (n / 32) * 8 + 16; }
 
 struct StagedX {
-  const float* f;     // xs_index layout
-  const uint8_t* q;   // xq_block layout
+  const float* f;     // xs_index layout (the float formats and the sparse ones)
+  const uint8_t* q;   // xq_block layout (the formats of quantized_x), over the same bytes
   const float2* sc;   // (sf, sum) per block of 32
   __device__ StagedX(const float* smem, int n)
       : f(smem),
-        q(reinterpret_cast<const uint8_t*>(smem) + xq_offset(n)),
+        q(reinterpret_cast<const uint8_t*>(smem)),
         sc(reinterpret_cast<const float2*>(reinterpret_cast<const uint8_t*>(smem) + xsc_offset(n))) {}
 };
 
@@ -99,7 +100,7 @@ constexpr int kBitmapTailZeros = 64;
 
 // xs <- src (n floats, n % 4 == 0), times rsqrt(mean(src^2) + eps) * norm[i] when norm is given;
 // `padded`: at xs_index(i) (dense matvecs) or at i (sparse ones);
-// with `codes` (n % 32 == 0) also the int8 codes and block scales above; with `tail_zeros`
+// with `codes` (n % 32 == 0) the int8 codes and block scales above instead of the floats; with `tail_zeros`
 // (unpadded only) also xs[n, n + kBitmapTailZeros) = 0. Each thread handles 4
 // consecutive values, so the 8 threads of a block of 32 are 8 adjacent lanes: its max and sum take
 // 3 shuffles each, inside the same pass (a separate warp-per-block pass cost ~0.35 ms per Phi-4
@@ -108,7 +109,7 @@ constexpr int kBitmapTailZeros = 64;
 // Reads: n*4 B (twice when normalising; the second pass hits L1/L2).
 #ifdef PDVM_CUDA_STAGE_TIMER
 // Diagnostic knock-outs (stage-timer builds only; results are wrong with any bit set): 1 = stage
-// the floats but not the int8 codes, 2 = stage nothing. Set from PDVM_CUDA_KNOCKOUT (kernels.cu).
+// the floats instead of the int8 codes, 2 = stage nothing. Set from PDVM_CUDA_KNOCKOUT (kernels.cu).
 static __device__ int g_stage_knockout;
 #endif
 
@@ -130,7 +131,7 @@ __device__ inline void stage_vector(float* xs, const float* src, int n, const fl
   } else {
     __syncthreads();  // xs may still be read by the previous stage's warps
   }
-  uint8_t* q = reinterpret_cast<uint8_t*>(xs) + xq_offset(n);
+  uint8_t* q = reinterpret_cast<uint8_t*>(xs);
   float2* sc = reinterpret_cast<float2*>(reinterpret_cast<uint8_t*>(xs) + xsc_offset(n));
   // The loop bound is warp-uniform (the shuffles need whole warps); with n % 32 == 0 the 8 lanes
   // of a block of 32 are all in range or all out.
@@ -142,7 +143,7 @@ __device__ inline void stage_vector(float* xs, const float* src, int n, const fl
       const float4 g = *reinterpret_cast<const float4*>(norm + i);
       v.x *= scale * g.x; v.y *= scale * g.y; v.z *= scale * g.z; v.w *= scale * g.w;
     }
-    if (in) *reinterpret_cast<float4*>(xs + (padded ? xs_index(i) : i)) = v;
+    if (in && !codes) *reinterpret_cast<float4*>(xs + (padded ? xs_index(i) : i)) = v;
     if (codes) {
       float amax = fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w)));
       float sum = (v.x + v.y) + (v.z + v.w);
