@@ -99,9 +99,9 @@ __device__ __forceinline__ bool quantized_x(Fmt f) {
 constexpr int kBitmapTailZeros = 64;
 
 // xs <- src (n floats, n % 4 == 0), times rsqrt(mean(src^2) + eps) * norm[i] when norm is given;
-// `padded`: at xs_index(i) (dense matvecs) or at i (sparse ones);
-// with `codes` (n % 32 == 0) the int8 codes and block scales above instead of the floats; with `tail_zeros`
-// (unpadded only) also xs[n, n + kBitmapTailZeros) = 0. Each thread handles 4
+// `padded`: at xs_index(i) (dense matvecs) or at i (sparse ones); with `codes` (n % 32 == 0) the
+// int8 codes and block scales above instead of the floats; with `tail_zeros` (unpadded only)
+// also xs[n, n + kBitmapTailZeros) = 0. Each thread handles 4
 // consecutive values, so the 8 threads of a block of 32 are 8 adjacent lanes: its max and sum take
 // 3 shuffles each, inside the same pass (a separate warp-per-block pass cost ~0.35 ms per Phi-4
 // q8_0 token: 35 dependent shuffle chains per block for d_ff).
@@ -109,7 +109,8 @@ constexpr int kBitmapTailZeros = 64;
 // Reads: n*4 B (twice when normalising; the second pass hits L1/L2).
 #ifdef PDVM_CUDA_STAGE_TIMER
 // Diagnostic knock-outs (stage-timer builds only; results are wrong with any bit set): 1 = stage
-// the floats instead of the int8 codes, 2 = stage nothing. Set from PDVM_CUDA_KNOCKOUT (kernels.cu).
+// the floats instead of the int8 codes, 2 = stage nothing. Set from PDVM_CUDA_KNOCKOUT
+// (kernels.cu).
 static __device__ int g_stage_knockout;
 #endif
 
