@@ -10,6 +10,7 @@
 
 #include "formats/bitmap_i8.h"
 #include "formats/mdcsr.h"
+#include "formats/mdcsr_interleave.h"
 
 using namespace pdvm;
 using formats::QuantizedMatrix;
@@ -216,6 +217,78 @@ TEST(MdCsr, PlainRowRepackUndoesTheWindowPadding) {
       EXPECT_EQ(d, plain->deltas);
       EXPECT_EQ(b, plain->chunk_base);
     }
+}
+
+// The GPU's dealt chunk order (formats::interleave_mdcsr_run): every run of a row's chunks, dealt,
+// decodes chunk by chunk to entry t * m + i of the run at place t of chunk i, so the row keeps its
+// (column, value) entries; a run that would need a gap over 255 is left byte for byte as it was.
+TEST(MdCsr, InterleavedRunsKeepEveryEntry) {
+  constexpr int C = formats::kMdCsrChunk;
+  uint32_t seed = 400;
+  int dealt = 0, kept = 0;
+  for (int64_t cols : {5120, 17920})
+    for (double density : {1.0, 0.5, 0.3, 0.1, 0.02}) {
+      SCOPED_TRACE(testing::Message() << cols << " columns, density " << density);
+      const auto qm = random_matrix(3, cols, density, seed++);
+      auto enc = formats::encode_mdcsr(qm, false);
+      ASSERT_TRUE(enc.is_ok());
+      const core::SparseLayout s = enc->layout();
+      for (int64_t r = 0; r < qm.rows; ++r) {
+        std::vector<uint8_t> plain_chunks;  // device chunks: 16 values, then 16 deltas
+        std::vector<uint16_t> plain_bases;
+        formats::mdcsr_plain_row(s, r, [&](const int8_t* v, const uint8_t* d, uint16_t base) {
+          const auto* vb = reinterpret_cast<const uint8_t*>(v);
+          plain_chunks.insert(plain_chunks.end(), vb, vb + C);
+          plain_chunks.insert(plain_chunks.end(), d, d + C);
+          plain_bases.push_back(base);
+        });
+        std::vector<uint8_t> chunks;
+        std::vector<uint16_t> bases;
+        auto decode = [&](size_t k, int i) {  // (column, value) of entry i of chunk k
+          int32_t col = bases[k];
+          for (int j = 0; j <= i; ++j) col += chunks[k * 2 * C + C + size_t(j)];
+          return std::pair<int32_t, int8_t>(col, int8_t(chunks[k * 2 * C + size_t(i)]));
+        };
+        const size_t n = plain_bases.size();
+        for (int m : {1, 2, 7, 32}) {
+          chunks = plain_chunks;
+          bases = plain_bases;
+          for (size_t a = 0; a < n; a += size_t(m)) {
+            const int len = int(std::min(n - a, size_t(m)));
+            std::vector<std::pair<int32_t, int8_t>> before;
+            for (int e = 0; e < len * C; ++e) before.push_back(decode(a + size_t(e / C), e % C));
+            const auto bytes = chunks;
+            const auto bases_before = bases;
+            const bool ok = formats::interleave_mdcsr_run(chunks.data() + a * 2 * C, bases.data() + a, len);
+            if (!ok) {
+              ++kept;
+              EXPECT_EQ(chunks, bytes);
+              EXPECT_EQ(bases, bases_before);
+              continue;
+            }
+            ++dealt;
+            EXPECT_GE(len, 2);
+            for (int i = 0; i < len; ++i) {
+              EXPECT_EQ(chunks[(a + size_t(i)) * 2 * C + C], 0) << "delta 0 of a chunk";
+              for (int t = 0; t < C; ++t)
+                ASSERT_EQ(decode(a + size_t(i), t), before[size_t(t * len + i)])
+                    << "row " << r << ", run at " << a << " of " << len << ", chunk " << i << " place " << t;
+            }
+          }
+          // the whole row still decodes to the matrix's row (chunk by chunk, in any order)
+          std::vector<int8_t> row(size_t(cols), 0);
+          for (size_t k = 0; k < n; ++k)
+            for (int i = 0; i < C; ++i) {
+              const auto [col, v] = decode(k, i);
+              ASSERT_LT(col, cols);
+              if (v != 0) row[size_t(col)] = v;
+            }
+          for (int64_t c = 0; c < cols; ++c) ASSERT_EQ(row[size_t(c)], qm.q[size_t(r * cols + c)]) << "col " << c;
+        }
+      }
+    }
+  EXPECT_GT(dealt, 0);
+  EXPECT_GT(kept, 0);  // density 0.02: 32 gaps of ~50 columns are over 255
 }
 
 TEST(MdCsr, RejectsColsBeyondUint16Base) {

@@ -22,6 +22,7 @@
 #include "cuda/kernels.cuh"
 #include "cuda/stage_timer.h"
 #include "formats/mdcsr.h"
+#include "formats/mdcsr_interleave.h"
 #include "formats/quant_blocks.h"
 
 namespace pdvm::cuda {
@@ -607,8 +608,26 @@ Status finish_sparse_upload(MatrixJob& job, uint8_t* arena, const SparseStaging&
   return Status::ok();
 }
 
+// Row r's chunks dealt in runs (formats::interleave_mdcsr_run) as matvec_stage_mdcsr reads them:
+// a warp takes the chunks of kRowsPerWarp rows from the first row's first chunk b0, its lanes
+// chunks b0 + 32 t + lane, so the runs are the row's part of each 32-chunk block from b0.
+// PDVM_CUDA_MDCSR_INTERLEAVE=0 keeps the file's order (for A/B timing).
+void interleave_row_runs(uint8_t* chunks, uint16_t* bases, const uint32_t* ptr, int64_t r) {
+  const uint32_t b0 = ptr[r - r % kRowsPerWarp], p = ptr[r], q = ptr[r + 1];
+  for (uint32_t s = b0 + (p - b0) / 32 * 32; s < q; s += 32) {
+    const uint32_t a = std::max(p, s), e = std::min(q, s + 32);
+    formats::interleave_mdcsr_run(chunks + size_t(a) * 32, bases + a, int(e - a));
+  }
+}
+
+bool mdcsr_interleave_enabled() {
+  const char* e = std::getenv("PDVM_CUDA_MDCSR_INTERLEAVE");
+  return e == nullptr || std::string_view(e) != "0";
+}
+
 // MdCSR rows of any sources, in job order, repacked plainly (plan_matrix): values then deltas
-// per chunk, with new row pointers. The file's invariants were validated at load.
+// per chunk, with new row pointers, then dealt in runs (interleave_row_runs). The file's
+// invariants were validated at load.
 Status upload_mdcsr(MatrixJob& job, uint8_t* arena, std::vector<uint8_t>& staging,
                     core::ThreadPool& pool) {
   const SparseStaging st = begin_sparse_upload(job, staging);
@@ -620,6 +639,7 @@ Status upload_mdcsr(MatrixJob& job, uint8_t* arena, std::vector<uint8_t>& stagin
   const int64_t n_rows = int64_t(job.rows.size());
   ptr[0] = 0;
   for (int64_t r = 0; r < n_rows; ++r) ptr[r + 1] = ptr[r] + job.row_chunks[size_t(r)];
+  const bool interleave = mdcsr_interleave_enabled();
   pool.parallel_for(n_rows, 64, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const RowSource& src = job.rows[size_t(r)];
@@ -632,6 +652,7 @@ Status upload_mdcsr(MatrixJob& job, uint8_t* arena, std::vector<uint8_t>& stagin
         std::memcpy(dst + 16, d, 16);
         bases[k++] = base;
       });
+      if (interleave) interleave_row_runs(host, bases, ptr, r);
     }
   });
   return finish_sparse_upload(job, arena, st, n_rows);

@@ -5,7 +5,10 @@
 // values then its 16 column deltas, so one lane reads a whole chunk with two 16-byte loads that
 // the warp's lanes coalesce; the u16 chunk bases, f32 row scales and u32 row pointers are arrays
 // of their own. The input vector is staged as plain floats (no bank padding: the columns a lane
-// reads are data-dependent anyway).
+// reads are data-dependent anyway). The chunks the 32 lanes read together are dealt at upload
+// (formats::interleave_mdcsr_run, cuda_backend.cu's interleave_row_runs), so at each step the lanes
+// read consecutive entries of a row, whose columns share few banks: MdCSR 50% -0.15 ms per Phi-4
+// token on the H100 (docs/notes-cuda.md, Round 18).
 #pragma once
 
 namespace pdvm::cuda {
@@ -15,6 +18,12 @@ namespace pdvm::cuda {
 __device__ __forceinline__ float biased_byte_as_float(unsigned u, int b) {
   return __int_as_float(int(__byte_perm(u, 0x4B000000u, 0x7440u | unsigned(b)))) - 8388736.0f;
 }
+
+// The 2^23 of the conversion read from constant memory, so that ptxas cannot fold it into the
+// PRMT's immediate: the PRMT then takes the byte selector as its immediate. With the constant folded,
+// the selector (0x7440-0x7443) was moved into a register for every entry, one instruction in ten
+// (down_kernel<64u>: 1395 -> 1323 instructions; -0.05 ms per Phi-4 MdCSR 50% token, H100, Round 18).
+static __constant__ unsigned c_float_2p23 = 0x4B000000u;
 
 // One chunk: col runs from the base through the 16 prefix-summed deltas; padding entries have
 // value 0 and a column inside the row (validated at load), so they add 0.
@@ -29,7 +38,9 @@ __device__ __forceinline__ float mdcsr_chunk_dot(int4 v, int4 d, int col, const 
 #pragma unroll
     for (int b = 0; b < 4; ++b) {
       col += int((dw[k] >> (8 * b)) & 0xFFu);
-      const float p = biased_byte_as_float(vw[k], b) * xs[col];
+      const float p =
+          (__int_as_float(int(__byte_perm(vw[k], c_float_2p23, 0x7440u | unsigned(b)))) - 8388736.0f) *
+          xs[col];
       if (b & 1) s1 += p; else s0 += p;
     }
   }
@@ -46,14 +57,34 @@ __device__ __forceinline__ void load_row_scales(const DevMatrix& m, const float*
     row_scale[i] = row0 + i < m.rows ? __ldg(scale + row0 + i) : 0.0f;
 }
 
-// Chunks each lane has in flight: 4 x 32 B = 128 B per lane, as the dense q8 matvec (8 x 16 B);
-// with 2 (64 B per lane) MdCSR ran at 59-65% of the read ceiling on Phi-4 (H100, df7c033).
+// Chunks each lane loads per round: 4 x 32 B = 128 B per lane, as the dense q8 matvec (8 x 16 B);
+// with 2 (64 B per lane) MdCSR ran at 59-65% of the read ceiling on Phi-4 (H100, df7c033). A
+// pipelined round (the next requested before this one is decoded) spilled token_kernel<64u> by
+// 236-440 B (Round 18, not run).
 constexpr int kChunksInFlight = 4;
+
+// One round of a lane's chunks: chunk k + 32 u for u < kChunksInFlight (past the range's end the
+// last chunk is loaded again, and not used).
+struct MdcsrRound {
+  int4 v[kChunksInFlight], d[kChunksInFlight];
+  int b[kChunksInFlight];
+};
+
+__device__ __forceinline__ void load_mdcsr_round(const DevMatrix& m, unsigned k, unsigned end,
+                                                 MdcsrRound& r) {
+#pragma unroll
+  for (int u = 0; u < kChunksInFlight; ++u) {
+    const unsigned ku = min(k + 32 * u, end - 1);
+    r.v[u] = ld_weight16(m.w + size_t(ku) * 32);
+    r.d[u] = ld_weight16(m.w + size_t(ku) * 32 + 16);
+    r.b[u] = __ldg(m.bases + ku);
+  }
+}
 
 // A warp takes kRowsPerWarp consecutive rows; their chunks are one contiguous range
 // [row_ptr[row0], row_ptr[row0 + kRowsPerWarp]), which its lanes stride with kChunksInFlight
-// chunks in flight per lane (rows of unequal length cost no idle lanes). Each chunk's sum goes to its row's
-// accumulator; the row scale is applied once at the end.
+// chunks per round per lane (rows of unequal length cost no idle lanes). Each chunk's sum goes to
+// its row's accumulator; the row scale is applied once at the end.
 // Reads: 34 B per chunk of 16 entries + 8 B per row (~2.13 B per kept weight). FLOPs: 2 per entry.
 template <class Epi>
 __device__ void matvec_stage_mdcsr(const DevMatrix& m, const float* xs, const Epi& epi) {
@@ -77,19 +108,15 @@ __device__ void matvec_stage_mdcsr(const DevMatrix& m, const float* xs, const Ep
         if (k >= bound[i] && k < bound[i + 1]) acc[i] += v;
     };
     const unsigned end = bound[kRowsPerWarp];
-    for (unsigned k = bound[0] + lane; k < end; k += 32 * kChunksInFlight) {
-      int4 v[kChunksInFlight], d[kChunksInFlight];
-      int b[kChunksInFlight];
-#pragma unroll
-      for (int u = 0; u < kChunksInFlight; ++u) {
-        const unsigned ku = min(k + 32 * u, end - 1);  // past the end: reloads the last chunk, unused
-        v[u] = ld_weight16(m.w + size_t(ku) * 32);
-        d[u] = ld_weight16(m.w + size_t(ku) * 32 + 16);
-        b[u] = __ldg(m.bases + ku);
-      }
+    auto decode = [&](unsigned k, const MdcsrRound& r) {
 #pragma unroll
       for (int u = 0; u < kChunksInFlight; ++u)
-        if (k + 32 * u < end) add(k + 32 * u, mdcsr_chunk_dot(v[u], d[u], b[u], xs));
+        if (k + 32 * u < end) add(k + 32 * u, mdcsr_chunk_dot(r.v[u], r.d[u], r.b[u], xs));
+    };
+    for (unsigned k = bound[0] + lane; k < end; k += 32 * kChunksInFlight) {
+      MdcsrRound r;
+      load_mdcsr_round(m, k, end, r);
+      decode(k, r);
     }
 #pragma unroll
     for (int i = 0; i < kRowsPerWarp; ++i)
