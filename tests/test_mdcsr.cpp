@@ -4,6 +4,7 @@
 // reject every kind of inconsistency with a message naming the row.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <random>
@@ -259,9 +260,10 @@ TEST(MdCsr, InterleavedRunsKeepEveryEntry) {
             for (int e = 0; e < len * C; ++e) before.push_back(decode(a + size_t(e / C), e % C));
             const auto bytes = chunks;
             const auto bases_before = bases;
-            const bool ok = formats::interleave_mdcsr_run(chunks.data() + a * 2 * C, bases.data() + a, len);
+            const bool ok =
+                formats::interleave_mdcsr_run(chunks.data() + a * 2 * C, bases.data() + a, len);
             if (!ok) {
-              ++kept;
+              kept += len >= 2;  // runs of one chunk are never dealt
               EXPECT_EQ(chunks, bytes);
               EXPECT_EQ(bases, bases_before);
               continue;
@@ -272,7 +274,8 @@ TEST(MdCsr, InterleavedRunsKeepEveryEntry) {
               EXPECT_EQ(chunks[(a + size_t(i)) * 2 * C + C], 0) << "delta 0 of a chunk";
               for (int t = 0; t < C; ++t)
                 ASSERT_EQ(decode(a + size_t(i), t), before[size_t(t * len + i)])
-                    << "row " << r << ", run at " << a << " of " << len << ", chunk " << i << " place " << t;
+                    << "row " << r << ", run at " << a << " of " << len << ", chunk " << i
+                    << " place " << t;
             }
           }
           // the whole row still decodes to the matrix's row (chunk by chunk, in any order)
@@ -283,12 +286,147 @@ TEST(MdCsr, InterleavedRunsKeepEveryEntry) {
               ASSERT_LT(col, cols);
               if (v != 0) row[size_t(col)] = v;
             }
-          for (int64_t c = 0; c < cols; ++c) ASSERT_EQ(row[size_t(c)], qm.q[size_t(r * cols + c)]) << "col " << c;
+          for (int64_t c = 0; c < cols; ++c)
+            ASSERT_EQ(row[size_t(c)], qm.q[size_t(r * cols + c)]) << "col " << c;
         }
       }
     }
   EXPECT_GT(dealt, 0);
   EXPECT_GT(kept, 0);  // density 0.02: 32 gaps of ~50 columns are over 255
+}
+
+namespace {
+
+// A row's device chunks (16 values, then 16 deltas, each) and bases, as the CUDA upload packs them.
+void pack_device_row(const core::SparseLayout& s, int64_t r, std::vector<uint8_t>& chunks,
+                     std::vector<uint16_t>& bases) {
+  formats::mdcsr_plain_row(s, r, [&](const int8_t* v, const uint8_t* d, uint16_t base) {
+    const auto* vb = reinterpret_cast<const uint8_t*>(v);
+    chunks.insert(chunks.end(), vb, vb + formats::kMdCsrChunk);
+    chunks.insert(chunks.end(), d, d + formats::kMdCsrChunk);
+    bases.push_back(base);
+  });
+}
+
+// (column, value) of entry i of device chunk k
+std::pair<int32_t, int8_t> device_entry(const std::vector<uint8_t>& chunks,
+                                        const std::vector<uint16_t>& bases, size_t k, int i) {
+  constexpr int C = formats::kMdCsrChunk;
+  int32_t col = bases[k];
+  for (int j = 0; j <= i; ++j) col += chunks[k * 2 * C + C + size_t(j)];
+  return {col, int8_t(chunks[k * 2 * C + size_t(i)])};
+}
+
+}  // namespace
+
+// The largest dealt gap at the limit: two chunks (m = 2) whose entries are one column apart but
+// for one gap of g between entries 15 and 16; dealt, that gap joins a neighbour's: g + 1. g = 254
+// deals (a delta of exactly 255), g = 255 would need 256 and leaves the run as it was.
+TEST(MdCsr, InterleavedRunAtTheGapLimit) {
+  for (int g : {254, 255}) {
+    SCOPED_TRACE(testing::Message() << "gap " << g);
+    QuantizedMatrix qm;
+    qm.rows = 1;
+    qm.cols = 600;
+    qm.q.assign(size_t(qm.cols), 0);
+    qm.scale = {1.0f};
+    for (int e = 0, col = 3; e < 32; ++e, col += (e == 16 ? g : 1))
+      qm.q[size_t(col)] = int8_t(e + 1);
+    auto enc = formats::encode_mdcsr(qm, false);
+    ASSERT_TRUE(enc.is_ok());
+    const core::SparseLayout s = enc->layout();
+    std::vector<uint8_t> chunks;
+    std::vector<uint16_t> bases;
+    pack_device_row(s, 0, chunks, bases);
+    ASSERT_EQ(bases.size(), 2u);
+    const auto before = chunks;
+    const auto bases_before = bases;
+    const bool ok = formats::interleave_mdcsr_run(chunks.data(), bases.data(), 2);
+    if (g == 255) {
+      EXPECT_FALSE(ok);
+      EXPECT_EQ(chunks, before);
+      EXPECT_EQ(bases, bases_before);
+      continue;
+    }
+    ASSERT_TRUE(ok);
+    int max_delta = 0;
+    for (int i = 0; i < 16; ++i)
+      max_delta = std::max({max_delta, int(chunks[16 + size_t(i)]), int(chunks[48 + size_t(i)])});
+    EXPECT_EQ(max_delta, 255);
+    for (int e = 0; e < 32; ++e)  // entry e of the run: chunk e % 2, place e / 2
+      EXPECT_EQ(device_entry(chunks, bases, size_t(e % 2), e / 2),
+                device_entry(before, bases_before, size_t(e / 16), e % 16))
+          << "entry " << e;
+  }
+}
+
+// interleave_mdcsr_row on a matrix of 7 rows (groups of 4: a partial last group) with 0, 1, 31, 32,
+// 33, 70 and 2 chunks: each row's chunks are dealt in the runs that share a 32-chunk block counted
+// from their group's first chunk, no other row's bytes change, and every row keeps its entries.
+TEST(MdCsr, InterleavedRowsFollowTheWarpBlocks) {
+  constexpr int C = formats::kMdCsrChunk;
+  const std::vector<int> nnz = {0, 16, 31 * 16, 32 * 16, 33 * 16 - 5, 70 * 16, 20};
+  QuantizedMatrix qm;
+  qm.rows = int64_t(nnz.size());
+  qm.cols = 4096;
+  qm.q.assign(size_t(qm.rows * qm.cols), 0);
+  qm.scale.assign(size_t(qm.rows), 1.0f);
+  std::mt19937 rng(7);
+  for (int64_t r = 0; r < qm.rows; ++r) {  // nnz[r] distinct random columns of the first 2 nnz + 64
+    std::vector<int> cols(size_t(2 * nnz[size_t(r)] + 64));  // (gaps far under 255: no bridges)
+    for (size_t c = 0; c < cols.size(); ++c) cols[c] = int(c);
+    std::shuffle(cols.begin(), cols.end(), rng);
+    for (int k = 0; k < nnz[size_t(r)]; ++k)
+      qm.q[size_t(r * qm.cols + cols[size_t(k)])] = int8_t(1 + k % 120);
+  }
+  auto enc = formats::encode_mdcsr(qm, false);
+  ASSERT_TRUE(enc.is_ok());
+  const core::SparseLayout s = enc->layout();
+  std::vector<uint8_t> chunks;
+  std::vector<uint16_t> bases;
+  std::vector<uint32_t> ptr = {0};
+  for (int64_t r = 0; r < qm.rows; ++r) {
+    pack_device_row(s, r, chunks, bases);
+    ptr.push_back(uint32_t(bases.size()));
+  }
+  const std::vector<uint32_t> want_chunks = {0, 1, 31, 32, 33, 70, 2};
+  for (size_t r = 0; r < want_chunks.size(); ++r)
+    ASSERT_EQ(ptr[r + 1] - ptr[r], want_chunks[r]) << "row " << r;
+  const auto plain = chunks;
+  const auto plain_bases = bases;
+  int dealt = 0;
+  for (int64_t r = 0; r < qm.rows; ++r) {
+    const auto others = chunks;
+    const auto other_bases = bases;
+    dealt += formats::interleave_mdcsr_row(chunks.data(), bases.data(), ptr.data(), r, 4);
+    for (size_t k = 0; k < bases.size(); ++k) {
+      if (k >= ptr[size_t(r)] && k < ptr[size_t(r) + 1]) continue;
+      ASSERT_EQ(bases[k], other_bases[k]) << "row " << r << " changed chunk " << k;
+      for (int b = 0; b < 2 * C; ++b)
+        ASSERT_EQ(chunks[k * 2 * C + size_t(b)], others[k * 2 * C + size_t(b)]);
+    }
+  }
+  EXPECT_GT(dealt, 0);
+  // the runs, found another way: row r's chunks k grouped by (k - group start) / 32
+  for (int64_t r = 0; r < qm.rows; ++r) {
+    const uint32_t g0 = ptr[size_t(r / 4 * 4)];
+    std::vector<std::vector<uint32_t>> runs;
+    for (uint32_t k = ptr[size_t(r)]; k < ptr[size_t(r) + 1]; ++k) {
+      if (runs.empty() || (k - g0) / 32 != (runs.back().front() - g0) / 32) runs.emplace_back();
+      runs.back().push_back(k);
+    }
+    for (const auto& run : runs) {
+      const int m = int(run.size());
+      for (int e = 0; e < m * C;
+           ++e) {  // entry e of the plain run is at place e / m of chunk e % m
+        const auto want = device_entry(plain, plain_bases, run[size_t(e / C)], e % C);
+        const auto got = m >= 2 ? device_entry(chunks, bases, run[size_t(e % m)], e / m)
+                                : device_entry(chunks, bases, run[0], e);
+        ASSERT_EQ(got, want) << "row " << r << ", run from chunk " << run[0] << " of " << m
+                             << ", entry " << e;
+      }
+    }
+  }
 }
 
 TEST(MdCsr, RejectsColsBeyondUint16Base) {

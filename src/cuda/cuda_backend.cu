@@ -608,26 +608,17 @@ Status finish_sparse_upload(MatrixJob& job, uint8_t* arena, const SparseStaging&
   return Status::ok();
 }
 
-// Row r's chunks dealt in runs (formats::interleave_mdcsr_run) as matvec_stage_mdcsr reads them:
-// a warp takes the chunks of kRowsPerWarp rows from the first row's first chunk b0, its lanes
-// chunks b0 + 32 t + lane, so the runs are the row's part of each 32-chunk block from b0.
-// PDVM_CUDA_MDCSR_INTERLEAVE=0 keeps the file's order (for A/B timing).
-void interleave_row_runs(uint8_t* chunks, uint16_t* bases, const uint32_t* ptr, int64_t r) {
-  const uint32_t b0 = ptr[r - r % kRowsPerWarp], p = ptr[r], q = ptr[r + 1];
-  for (uint32_t s = b0 + (p - b0) / 32 * 32; s < q; s += 32) {
-    const uint32_t a = std::max(p, s), e = std::min(q, s + 32);
-    formats::interleave_mdcsr_run(chunks + size_t(a) * 32, bases + a, int(e - a));
-  }
-}
-
+// PDVM_CUDA_MDCSR_INTERLEAVE=0 keeps the chunks in the plain repacked order (mdcsr_plain_row)
+// instead of dealing them (formats::interleave_mdcsr_row), for A/B timing.
+static_assert(formats::kMdCsrInterleaveMax == 32, "a dealt run is one chunk per lane of a warp");
 bool mdcsr_interleave_enabled() {
   const char* e = std::getenv("PDVM_CUDA_MDCSR_INTERLEAVE");
   return e == nullptr || std::string_view(e) != "0";
 }
 
 // MdCSR rows of any sources, in job order, repacked plainly (plan_matrix): values then deltas
-// per chunk, with new row pointers, then dealt in runs (interleave_row_runs). The file's
-// invariants were validated at load.
+// per chunk, with new row pointers, then dealt in the runs matvec_stage_mdcsr's lanes read together
+// (formats::interleave_mdcsr_row). The file's invariants were validated at load.
 Status upload_mdcsr(MatrixJob& job, uint8_t* arena, std::vector<uint8_t>& staging,
                     core::ThreadPool& pool) {
   const SparseStaging st = begin_sparse_upload(job, staging);
@@ -652,7 +643,7 @@ Status upload_mdcsr(MatrixJob& job, uint8_t* arena, std::vector<uint8_t>& stagin
         std::memcpy(dst + 16, d, 16);
         bases[k++] = base;
       });
-      if (interleave) interleave_row_runs(host, bases, ptr, r);
+      if (interleave) formats::interleave_mdcsr_row(host, bases, ptr, r, kRowsPerWarp);
     }
   });
   return finish_sparse_upload(job, arena, st, n_rows);

@@ -6,23 +6,28 @@
 // the warp's lanes coalesce; the u16 chunk bases, f32 row scales and u32 row pointers are arrays
 // of their own. The input vector is staged as plain floats (no bank padding: the columns a lane
 // reads are data-dependent anyway). The chunks the 32 lanes read together are dealt at upload
-// (formats::interleave_mdcsr_run, cuda_backend.cu's interleave_row_runs), so at each step the lanes
-// read consecutive entries of a row, whose columns share few banks: MdCSR 50% -0.15 ms per Phi-4
-// token on the H100 (docs/notes-cuda.md, Round 18).
+// (formats::interleave_mdcsr_row), so at each step the lanes read consecutive entries of a row,
+// whose columns share fewer banks: MdCSR 50% -0.15 ms per Phi-4 token on the H100 (Round 18).
 #pragma once
 
 namespace pdvm::cuda {
 
 // int8 (stored ^ 0x80 as 0..255 in byte b of u) -> float by building 2^23 + byte: PRMT + FADD at
-// full rate instead of the quarter-rate I2F.
+// full rate instead of the quarter-rate I2F. two23 is the word 0x4B000000 (2^23 as a float).
+__device__ __forceinline__ float biased_byte_as_float(unsigned u, int b, unsigned two23) {
+  return __int_as_float(int(__byte_perm(u, two23, 0x7440u | unsigned(b)))) - 8388736.0f;
+}
 __device__ __forceinline__ float biased_byte_as_float(unsigned u, int b) {
-  return __int_as_float(int(__byte_perm(u, 0x4B000000u, 0x7440u | unsigned(b)))) - 8388736.0f;
+  return biased_byte_as_float(u, b, 0x4B000000u);
 }
 
-// The 2^23 of the conversion read from constant memory, so that ptxas cannot fold it into the
-// PRMT's immediate: the PRMT then takes the byte selector as its immediate. With the constant folded,
-// the selector (0x7440-0x7443) was moved into a register for every entry, one instruction in ten
-// (down_kernel<64u>: 1395 -> 1323 instructions; -0.05 ms per Phi-4 MdCSR 50% token, H100, Round 18).
+// 2^23 as a variable in constant memory (so c_ like c_layers, not kName): with the literal, ptxas
+// folds it into the PRMT's immediate and moves the byte selector (0x7440-0x7443) into a register
+// for every entry, one instruction in nine; read from here, the selector is the immediate
+// (down_kernel<64u>: 72 fewer instructions, scripts/sass-compare.sh; -0.02 to -0.05 ms per Phi-4
+// MdCSR token, H100, Round 18). Seen with nvcc 13.0: a compiler that folds a never-written
+// constant would bring the moves back. bitmap_i8's walk keeps the literal (Round 8: the same trick
+// moved the dense formats' code in the kernel they then shared; not retried since).
 static __constant__ unsigned c_float_2p23 = 0x4B000000u;
 
 // One chunk: col runs from the base through the 16 prefix-summed deltas; padding entries have
@@ -38,9 +43,7 @@ __device__ __forceinline__ float mdcsr_chunk_dot(int4 v, int4 d, int col, const 
 #pragma unroll
     for (int b = 0; b < 4; ++b) {
       col += int((dw[k] >> (8 * b)) & 0xFFu);
-      const float p =
-          (__int_as_float(int(__byte_perm(vw[k], c_float_2p23, 0x7440u | unsigned(b)))) - 8388736.0f) *
-          xs[col];
+      const float p = biased_byte_as_float(vw[k], b, c_float_2p23) * xs[col];
       if (b & 1) s1 += p; else s0 += p;
     }
   }
@@ -60,7 +63,7 @@ __device__ __forceinline__ void load_row_scales(const DevMatrix& m, const float*
 // Chunks each lane loads per round: 4 x 32 B = 128 B per lane, as the dense q8 matvec (8 x 16 B);
 // with 2 (64 B per lane) MdCSR ran at 59-65% of the read ceiling on Phi-4 (H100, df7c033). A
 // pipelined round (the next requested before this one is decoded) spilled token_kernel<64u> by
-// 236-440 B (Round 18, not run).
+// 236-440 B (Round 18, not run; MdcsrRound is that version's unit of a round).
 constexpr int kChunksInFlight = 4;
 
 // One round of a lane's chunks: chunk k + 32 u for u < kChunksInFlight (past the range's end the

@@ -1,7 +1,9 @@
 #include "formats/mdcsr_interleave.h"
 
-#include "pdvm/status.h"
+#include <algorithm>
+
 #include "formats/mdcsr.h"
+#include "pdvm/status.h"
 
 namespace pdvm::formats {
 
@@ -19,11 +21,10 @@ bool interleave_mdcsr_run(uint8_t* chunks, uint16_t* bases, int m) {
       val[c * kMdCsrChunk + i] = int8_t(chunks[c * kBytes + i]);
     }
   }
-  // entry e of the run goes to chunk e % m, at place e / m
+  // entry e of the run goes to chunk e % m, at place e / m; its delta is col[e] - col[e - m]
   for (int e = m; e < m * kMdCsrChunk; ++e) {
     const int32_t gap = col[e] - col[e - m];
-    PDVM_ASSERT(gap >= 0);
-    if (gap > 255) return false;
+    if (gap < 0 || gap > 255) return false;
   }
   for (int c = 0; c < m; ++c) {
     uint8_t* dst = chunks + c * kBytes;
@@ -35,6 +36,18 @@ bool interleave_mdcsr_run(uint8_t* chunks, uint16_t* bases, int m) {
     }
   }
   return true;
+}
+
+int interleave_mdcsr_row(uint8_t* chunks, uint16_t* bases, const uint32_t* ptr, int64_t r,
+                         int rows_per_group) {
+  constexpr uint32_t kRun = kMdCsrInterleaveMax;
+  const uint32_t b0 = ptr[r - r % rows_per_group], p = ptr[r], q = ptr[r + 1];
+  int dealt = 0;
+  for (uint32_t s = b0 + (p - b0) / kRun * kRun; s < q; s += kRun) {
+    const uint32_t a = std::max(p, s), e = std::min(q, s + kRun);
+    dealt += interleave_mdcsr_run(chunks + size_t(a) * 2 * kMdCsrChunk, bases + a, int(e - a));
+  }
+  return dealt;
 }
 
 }  // namespace pdvm::formats
