@@ -220,6 +220,30 @@ TEST(MdCsr, PlainRowRepackUndoesTheWindowPadding) {
     }
 }
 
+namespace {
+
+// A row's device chunks (16 values, then 16 deltas, each) and bases, as the CUDA upload packs them.
+void pack_device_row(const core::SparseLayout& s, int64_t r, std::vector<uint8_t>& chunks,
+                     std::vector<uint16_t>& bases) {
+  formats::mdcsr_plain_row(s, r, [&](const int8_t* v, const uint8_t* d, uint16_t base) {
+    const auto* vb = reinterpret_cast<const uint8_t*>(v);
+    chunks.insert(chunks.end(), vb, vb + formats::kMdCsrChunk);
+    chunks.insert(chunks.end(), d, d + formats::kMdCsrChunk);
+    bases.push_back(base);
+  });
+}
+
+// (column, value) of entry i of device chunk k
+std::pair<int32_t, int8_t> device_entry(const std::vector<uint8_t>& chunks,
+                                        const std::vector<uint16_t>& bases, size_t k, int i) {
+  constexpr int C = formats::kMdCsrChunk;
+  int32_t col = bases[k];
+  for (int j = 0; j <= i; ++j) col += chunks[k * 2 * C + C + size_t(j)];
+  return {col, int8_t(chunks[k * 2 * C + size_t(i)])};
+}
+
+}  // namespace
+
 // The GPU's dealt chunk order (formats::interleave_mdcsr_run): every run of a row's chunks, dealt,
 // decodes chunk by chunk to entry t * m + i of the run at place t of chunk i, so the row keeps its
 // (column, value) entries; a run that would need a gap over 255 is left byte for byte as it was.
@@ -235,21 +259,12 @@ TEST(MdCsr, InterleavedRunsKeepEveryEntry) {
       ASSERT_TRUE(enc.is_ok());
       const core::SparseLayout s = enc->layout();
       for (int64_t r = 0; r < qm.rows; ++r) {
-        std::vector<uint8_t> plain_chunks;  // device chunks: 16 values, then 16 deltas
+        std::vector<uint8_t> plain_chunks;
         std::vector<uint16_t> plain_bases;
-        formats::mdcsr_plain_row(s, r, [&](const int8_t* v, const uint8_t* d, uint16_t base) {
-          const auto* vb = reinterpret_cast<const uint8_t*>(v);
-          plain_chunks.insert(plain_chunks.end(), vb, vb + C);
-          plain_chunks.insert(plain_chunks.end(), d, d + C);
-          plain_bases.push_back(base);
-        });
+        pack_device_row(s, r, plain_chunks, plain_bases);
         std::vector<uint8_t> chunks;
         std::vector<uint16_t> bases;
-        auto decode = [&](size_t k, int i) {  // (column, value) of entry i of chunk k
-          int32_t col = bases[k];
-          for (int j = 0; j <= i; ++j) col += chunks[k * 2 * C + C + size_t(j)];
-          return std::pair<int32_t, int8_t>(col, int8_t(chunks[k * 2 * C + size_t(i)]));
-        };
+        auto decode = [&](size_t k, int i) { return device_entry(chunks, bases, k, i); };
         const size_t n = plain_bases.size();
         for (int m : {1, 2, 7, 32}) {
           chunks = plain_chunks;
@@ -294,30 +309,6 @@ TEST(MdCsr, InterleavedRunsKeepEveryEntry) {
   EXPECT_GT(dealt, 0);
   EXPECT_GT(kept, 0);  // density 0.02: 32 gaps of ~50 columns are over 255
 }
-
-namespace {
-
-// A row's device chunks (16 values, then 16 deltas, each) and bases, as the CUDA upload packs them.
-void pack_device_row(const core::SparseLayout& s, int64_t r, std::vector<uint8_t>& chunks,
-                     std::vector<uint16_t>& bases) {
-  formats::mdcsr_plain_row(s, r, [&](const int8_t* v, const uint8_t* d, uint16_t base) {
-    const auto* vb = reinterpret_cast<const uint8_t*>(v);
-    chunks.insert(chunks.end(), vb, vb + formats::kMdCsrChunk);
-    chunks.insert(chunks.end(), d, d + formats::kMdCsrChunk);
-    bases.push_back(base);
-  });
-}
-
-// (column, value) of entry i of device chunk k
-std::pair<int32_t, int8_t> device_entry(const std::vector<uint8_t>& chunks,
-                                        const std::vector<uint16_t>& bases, size_t k, int i) {
-  constexpr int C = formats::kMdCsrChunk;
-  int32_t col = bases[k];
-  for (int j = 0; j <= i; ++j) col += chunks[k * 2 * C + C + size_t(j)];
-  return {col, int8_t(chunks[k * 2 * C + size_t(i)])};
-}
-
-}  // namespace
 
 // The largest dealt gap at the limit: two chunks (m = 2) whose entries are one column apart but
 // for one gap of g between entries 15 and 16; dealt, that gap joins a neighbour's: g + 1. g = 254
@@ -417,11 +408,10 @@ TEST(MdCsr, InterleavedRowsFollowTheWarpBlocks) {
     }
     for (const auto& run : runs) {
       const int m = int(run.size());
-      for (int e = 0; e < m * C;
-           ++e) {  // entry e of the plain run is at place e / m of chunk e % m
+      // entry e of the plain run is at place e / m of chunk e % m (m = 1: where it was)
+      for (int e = 0; e < m * C; ++e) {
         const auto want = device_entry(plain, plain_bases, run[size_t(e / C)], e % C);
-        const auto got = m >= 2 ? device_entry(chunks, bases, run[size_t(e % m)], e / m)
-                                : device_entry(chunks, bases, run[0], e);
+        const auto got = device_entry(chunks, bases, run[size_t(e % m)], e / m);
         ASSERT_EQ(got, want) << "row " << r << ", run from chunk " << run[0] << " of " << m
                              << ", entry " << e;
       }

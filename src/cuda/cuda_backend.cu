@@ -608,9 +608,10 @@ Status finish_sparse_upload(MatrixJob& job, uint8_t* arena, const SparseStaging&
   return Status::ok();
 }
 
+static_assert(formats::kMdCsrInterleaveMax == 32, "a dealt run is one chunk per lane of a warp");
+
 // PDVM_CUDA_MDCSR_INTERLEAVE=0 keeps the chunks in the plain repacked order (mdcsr_plain_row)
 // instead of dealing them (formats::interleave_mdcsr_row), for A/B timing.
-static_assert(formats::kMdCsrInterleaveMax == 32, "a dealt run is one chunk per lane of a warp");
 bool mdcsr_interleave_enabled() {
   const char* e = std::getenv("PDVM_CUDA_MDCSR_INTERLEAVE");
   return e == nullptr || std::string_view(e) != "0";
