@@ -33,6 +33,13 @@ static __constant__ unsigned c_float_2p23 = 0x4B000000u;
 // One chunk: col runs from the base through the 16 prefix-summed deltas; padding entries have
 // value 0 and a column inside the row (validated at load), so they add 0.
 // Per entry: byte extract + add (the column), a shared-memory load of x, PRMT + FADD, FFMA.
+#if PDVM_MDCSR_XH  // x staged as f16 (matvec.cuh's switches)
+__device__ __forceinline__ float mdcsr_x(const float* xs, int col) {
+  return __half2float(reinterpret_cast<const __half*>(xs)[col]);
+}
+#else
+__device__ __forceinline__ float mdcsr_x(const float* xs, int col) { return xs[col]; }
+#endif
 __device__ __forceinline__ float mdcsr_chunk_dot(int4 v, int4 d, int col, const float* xs) {
   const unsigned vw[4] = {unsigned(v.x) ^ 0x80808080u, unsigned(v.y) ^ 0x80808080u,
                           unsigned(v.z) ^ 0x80808080u, unsigned(v.w) ^ 0x80808080u};
@@ -42,8 +49,12 @@ __device__ __forceinline__ float mdcsr_chunk_dot(int4 v, int4 d, int col, const 
   for (int k = 0; k < 4; ++k) {
 #pragma unroll
     for (int b = 0; b < 4; ++b) {
+#if PDVM_MDCSR_PC
+      col += int(__byte_perm(dw[k], 0u, 0x4440u | unsigned(b)));
+#else
       col += int((dw[k] >> (8 * b)) & 0xFFu);
-      const float p = biased_byte_as_float(vw[k], b, c_float_2p23) * xs[col];
+#endif
+      const float p = biased_byte_as_float(vw[k], b, c_float_2p23) * mdcsr_x(xs, col);
       if (b & 1) s1 += p; else s0 += p;
     }
   }
@@ -64,7 +75,7 @@ __device__ __forceinline__ void load_row_scales(const DevMatrix& m, const float*
 // with 2 (64 B per lane) MdCSR ran at 59-65% of the read ceiling on Phi-4 (H100, df7c033). A
 // pipelined round (the next requested before this one is decoded) spilled token_kernel<64u> by
 // 236-440 B (Round 18, not run; MdcsrRound is that version's unit of a round).
-constexpr int kChunksInFlight = 4;
+constexpr int kChunksInFlight = PDVM_MDCSR_CHUNKS;  // 4 unless set (matvec.cuh's switches)
 
 // One round of a lane's chunks: chunk k + 32 u for u < kChunksInFlight (past the range's end the
 // last chunk is loaded again, and not used).
