@@ -47,6 +47,7 @@ build() {  # build(FLAGS, DEST, WITH_TESTS)
 {
   echo "commit: $(git describe --always --dirty)"
   echo "nvcc: $(nvcc --version | tail -1)"
+  echo "final: the tree as it is"
 } > "$stage/build.txt"
 echo "gpu-bundle: final ($(git describe --always --dirty))"
 build "" "$stage/final" 1
@@ -59,9 +60,9 @@ for v in "$@"; do
   with=0
   [[ " $TESTS " == *" $name "* ]] && with=1
   echo "gpu-bundle: variant $name ($flags)"
+  echo "variant $name: $flags" >> "$stage/build.txt"
   build "$flags" "$stage/v/$name" "$with"
   ln -sfn ../../final/lib "$stage/v/$name/lib"
-  echo "variant $name: $flags" >> "$stage/build.txt"
 done
 cmake -S . -B "$BUILD" -DCMAKE_CUDA_FLAGS="" > /dev/null  # leave the build directory as main's
 mkdir -p build-carry/bundle
