@@ -7,22 +7,35 @@
 #                                                 once both halves are there
 # then runs each JOB in order (NAME: a variant of the bundle, default final):
 #   ab            MdCSR 50% / 70% token mode, main's kernels (final) against every variant, and
-#                 q4_1 against the variants in Q4_1_VARIANTS (scripts/ab-bench.sh, REPEATS=3)
-#   tests[:NAME]  gpu-check.sh's tests stage: GPU tests, memcheck, racecheck
-#   greedy[:NAME] the default model's 64 greedy tokens against the CPU backend, every mode
-#   bench[:NAME]  gpu-check.sh's bench stage for BENCH_FORMATS (default "mdcsr@0.5 mdcsr@0.7")
-# Results go under $OUT (at most 8 files come back: each job writes one folder or file).
+#                 q4_1 against the variants in Q4_1_VARIANTS (scripts/ab-bench.sh, REPEATS=3);
+#                 files: ab-mdcsr.txt (the runs' lines, written as they come, so a call killed at
+#                 its time limit still returns them) and ab-mdcsr/ab-runs.tar.gz, the same two for q4_1
+#   tests[:NAME]  gpu-check.sh's tests stage: GPU tests, memcheck, racecheck (4 files)
+#   greedy[:NAME] the default model's 64 greedy tokens against the CPU backend, every mode (1 file;
+#                 a skip fails the job)
+#   bench[:NAME]  gpu-check.sh's bench stage for BENCH_FORMATS (default "mdcsr@0.5 mdcsr@0.7"; 3 files)
+# A job list whose files would pass the 8 that come back from $OUT is refused before anything runs.
 #
-# Usage: bash scripts/device-call.sh JOB...   (exit 0 when every job ran and passed)
+# Usage: bash scripts/device-call.sh JOB...
+# Exit:  0 every job ran and passed; 1 a job failed (its runs, tests or checks); 2 bad arguments
 set -uo pipefail
 cd "$(dirname "$0")/.."
-[[ $# -gt 0 ]] || { echo "usage: bash scripts/device-call.sh JOB... (ab, tests[:NAME], greedy[:NAME], bench[:NAME])" >&2; exit 2; }
+usage="usage: bash scripts/device-call.sh JOB... (ab, tests[:NAME], greedy[:NAME], bench[:NAME])"
+[[ $# -gt 0 ]] || { echo "$usage" >&2; exit 2; }
+files=0
+q41_files=0
+[[ -n ${Q4_1_VARIANTS:-} ]] && q41_files=2
 for job in "$@"; do  # every job checked before any runs
-  case ${job%%:*} in
-    ab | tests | greedy | bench) ;;
-    *) echo "device-call: unknown job '$job' (ab, tests[:NAME], greedy[:NAME], bench[:NAME])" >&2; exit 2 ;;
+  case $job in
+    ab) files=$((files + 2 + q41_files)) ;;
+    ab:*) echo "device-call: 'ab' takes no NAME (it runs final against every variant)" >&2; exit 2 ;;
+    tests | tests:?*) files=$((files + 4)) ;;
+    greedy | greedy:?*) files=$((files + 1)) ;;
+    bench | bench:?*) files=$((files + 3)) ;;
+    *) echo "device-call: unknown job '$job'; $usage" >&2; exit 2 ;;
   esac
 done
+((files <= 8)) || { echo "device-call: these jobs write $files files; 8 come back from \$OUT: split them over calls" >&2; exit 2; }
 
 repo=$PWD
 out=${OUT:-out/device-call}
@@ -51,6 +64,21 @@ bin_of() {  # the binaries' directory of a job's NAME
   local name=${1:-final}
   if [[ $name == final ]]; then echo "$next/final"; else echo "$next/v/$name"; fi
 }
+for v in ${Q4_1_VARIANTS:-}; do
+  [[ $v =~ ^[A-Za-z0-9_-]+$ && -x $next/v/$v/pdvm ]] ||
+    { echo "device-call: Q4_1_VARIANTS names '$v', which is not a variant of the bundle" >&2; exit 2; }
+done
+
+# ab_bench(NAME, FORMATS, VARIANT...): the runs' lines into $out/NAME.txt as they come; fails if
+# ab-bench.sh did or any run did
+ab_bench() {
+  local name=$1 formats=$2
+  shift 2
+  FORMATS=$formats MODE=token REPEATS=${REPEATS:-3} bash scripts/ab-bench.sh "$out/$name" "$@" |
+    tee "$out/$name.txt"
+  local st=${PIPESTATUS[0]}
+  [[ $st == 0 ]] && ! grep -q "failed (exit" "$out/$name.txt"
+}
 rc=0
 for job in "$@"; do
   what=${job%%:*}
@@ -63,26 +91,40 @@ for job in "$@"; do
     ab)
       variants=(base="$next/final")
       for v in "$next"/v/*/; do [[ -d $v ]] && variants+=("$(basename "$v")=${v%/}"); done
-      FORMATS="mdcsr@0.5 mdcsr@0.7" MODE=token REPEATS=${REPEATS:-3} \
-        bash scripts/ab-bench.sh "$out/ab-mdcsr" "${variants[@]}"
+      ab_bench ab-mdcsr "mdcsr@0.5 mdcsr@0.7" "${variants[@]}" || rc=1
       q41=(base="$next/final")
       for v in ${Q4_1_VARIANTS:-}; do q41+=("$v=$next/v/$v"); done
-      if [[ ${#q41[@]} -gt 1 ]]; then
-        FORMATS=q4_1 MODE=token REPEATS=${REPEATS:-3} bash scripts/ab-bench.sh "$out/ab-q4_1" "${q41[@]}"
-      fi ;;
+      if [[ ${#q41[@]} -gt 1 ]]; then ab_bench ab-q4_1 q4_1 "${q41[@]}" || rc=1; fi ;;
     tests)
       [[ -x $dir/test_cuda_backend ]] || { echo "device-call: '$name' has no test binaries" >&2; rc=1; continue; }
-      PDVM_PREBUILT=$dir bash scripts/gpu-check.sh tests "$out/tests-$name" || rc=1 ;;
+      PDVM_PREBUILT=$dir bash scripts/gpu-check.sh tests "$out/tests-$name"
+      # gpu-check.sh logs each process's status ("tests exit: 0", "memcheck exit (q4_k_m): 0", ...)
+      if grep -qE "exit[^:]*: [1-9]|\[  FAILED  \]" "$out/tests-$name"/*.log; then
+        echo "device-call: tests:$name failed (a non-zero exit or a FAILED test in $out/tests-$name)" >&2
+        rc=1
+      fi ;;
     greedy)
       [[ -f $model ]] || { echo "device-call: $model is not here (carry build-carry/ga, then gb)" >&2; rc=1; continue; }
       [[ -x $dir/test_cuda_vs_cpu ]] || { echo "device-call: '$name' has no test binaries" >&2; rc=1; continue; }
+      log=$out/greedy-$name.log
       LD_LIBRARY_PATH=$dir/lib PDVM_TEST_DATA=$repo/tests/data PDVM_MODEL=$repo/$model timeout 300 \
-        "$dir/test_cuda_vs_cpu" --gtest_filter='*Greedy*' > "$out/greedy-$name.log" 2>&1
-      echo "greedy exit: $?" >> "$out/greedy-$name.log"
-      grep -E "smollm2 \]|PASSED|FAILED|SKIPPED|greedy exit" "$out/greedy-$name.log" ;;
+        "$dir/test_cuda_vs_cpu" --gtest_filter='*Greedy*' > "$log" 2>&1
+      st=$?
+      echo "greedy exit: $st" >> "$log"
+      grep -E "smollm2 \]|PASSED|FAILED|SKIPPED|greedy exit" "$log"
+      if [[ $st != 0 ]] || ! grep -q "\[  PASSED  \] 1 test" "$log"; then
+        echo "device-call: greedy:$name did not pass (a skip is not a pass; see $log)" >&2
+        rc=1
+      fi ;;
     bench)
       FORMATS=${BENCH_FORMATS:-"mdcsr@0.5 mdcsr@0.7"} TORCH=${TORCH:-0} PDVM_PREBUILT=$dir \
-        bash scripts/gpu-check.sh bench "$out/bench-$name" || rc=1 ;;
+        bash scripts/gpu-check.sh bench "$out/bench-$name"
+      # each run's log ends with "exit N" (gpu-check.sh); they are in its tarball by now
+      if [[ ! -f $out/bench-$name/bench.tar.gz ]] ||
+        tar -xzOf "$out/bench-$name/bench.tar.gz" --wildcards '*.log' | grep -qE "^exit [1-9]"; then
+        echo "device-call: bench:$name had a failed run (see $out/bench-$name)" >&2
+        rc=1
+      fi ;;
   esac
 done
 exit $rc

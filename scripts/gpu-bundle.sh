@@ -24,7 +24,15 @@ stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 die() { echo "gpu-bundle: $*" >&2; exit 1; }
 command -v nvcc >/dev/null || die "nvcc not found: the bundle is built with the CUDA toolkit"
-for v in "$@"; do [[ $v == ?*=* && ${v%%=*} =~ ^[A-Za-z0-9_-]+$ ]] || die "'$v' is not NAME=CUDA_FLAGS"; done
+names=" "
+for v in "$@"; do
+  n=${v%%=*}
+  [[ $v == ?*=?* && $n =~ ^[A-Za-z0-9_-]+$ ]] || die "'$v' is not NAME=CUDA_FLAGS (a name of letters, digits, _ or -, and flags)"
+  [[ $n != final && $n != lib ]] || die "'$n' is a reserved name (the bundle's own binaries)"
+  [[ $names != *" $n "* ]] || die "variant '$n' is named twice"
+  names+="$n "
+done
+for t in $TESTS; do [[ $names == *" $t "* ]] || die "TESTS names '$t', which is not a variant given"; done
 
 bins=(pdvm tests/test_cuda_backend tests/test_cuda_vs_cpu)
 build() {  # build(FLAGS, DEST, WITH_TESTS)
@@ -53,7 +61,10 @@ echo "gpu-bundle: final ($(git describe --always --dirty))"
 build "" "$stage/final" 1
 mkdir -p "$stage/final/lib"
 # the libraries the binaries link beyond the GPU image's (glibc, libstdc++, zlib and the driver are there)
-for l in libicudata.so.72 libicuuc.so.72 libpcre2-8.so.0; do cp -L "/lib/x86_64-linux-gnu/$l" "$stage/final/lib/"; done
+for l in libicudata.so.72 libicuuc.so.72 libpcre2-8.so.0; do
+  cp -L "/lib/x86_64-linux-gnu/$l" "$stage/final/lib/" 2>/dev/null ||
+    die "/lib/x86_64-linux-gnu/$l not found: the GPU image lacks it, and pdvm links it (scripts/install_deps.sh installs it)"
+done
 for v in "$@"; do
   name=${v%%=*}
   flags=${v#*=}
@@ -74,13 +85,19 @@ mkdir -p build-carry/ga build-carry/gb
 split -n 2 -d "$model" "$stage/part"
 mv "$stage/part00" build-carry/ga/partA
 mv "$stage/part01" build-carry/gb/partB
-tree_bytes=$(git ls-files -z | xargs -0 du -cb | tail -1 | cut -f1)
+# what travels with every call: tracked files and untracked ones git does not ignore
+# (a tracked file deleted from the tree has no size and travels as nothing)
+tree_bytes=$(git ls-files -z --cached --others --exclude-standard |
+  { xargs -0 stat -c %s 2>/dev/null || true; } | awk '{ t += $1 } END { print t + 0 }')
+too_large=0
 for c in bundle ga gb; do
   bytes=$(du -cb build-carry/$c | tail -1 | cut -f1)
   awk -v c="$c" -v b="$bytes" -v t="$tree_bytes" 'BEGIN {
     printf "gpu-bundle: build-carry/%-6s %5.1f MB, with the tree %5.1f MB of the 67.1 MB a call carries%s\n",
       c, b / 1e6, (b + t) / 1e6, (b + t > 64 * 1024 * 1024 ? "  TOO LARGE: fewer variants or TESTS" : "") }'
+  ((bytes + tree_bytes <= 64 * 1024 * 1024)) || too_large=1
 done
+((too_large == 0)) || die "a carry is over the 64 MiB a call may take (above)"
 cat <<'TXT'
 gpu-bundle: the device calls (one warm machine, in this order; see scripts/device-call.sh):
   1. carry ["build-carry/bundle"]  bash scripts/device-call.sh ab          (without variants: tests)

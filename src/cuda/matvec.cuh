@@ -13,11 +13,13 @@
 // MdCSR variant switches for an A/B on the GPU (docs/notes-cuda.md, Round 19), set with
 // -DCMAKE_CUDA_FLAGS; with the defaults the SASS is that of the code without them
 // (scripts/sass-compare.sh):
-//   PDVM_MDCSR_PC=1      a column delta taken by one PRMT, not a shift and a mask (down_kernel<64u>:
-//                        ~0.9 instructions fewer per entry)
-//   PDVM_MDCSR_CHUNKS=N  chunks each lane loads per round (4)
+//   PDVM_MDCSR_PC=1      a column delta taken by one PRMT, not a shift and a mask
+//                        (down_kernel<64u>: ~0.9 instructions fewer per entry)
+//   PDVM_MDCSR_CHUNKS=N  chunks each lane loads per round (4; bitmap_i8 keeps 4)
 //   PDVM_MDCSR_XH=1      MdCSR inputs staged as f16: the x loads of a warp span half the bank
-//                        words, for one conversion more per entry
+//                        words, for one conversion more per entry. Unnormalised inputs (down's
+//                        silu(gate) * up) past 65504 become inf: not for models with such
+//                        activations until tested
 #ifndef PDVM_MDCSR_PC
 #define PDVM_MDCSR_PC 0
 #endif

@@ -4,10 +4,11 @@
 // Device layout (repacked at upload, same bytes as the file): chunk k is 32 bytes, its 16 int8
 // values then its 16 column deltas, so one lane reads a whole chunk with two 16-byte loads that
 // the warp's lanes coalesce; the u16 chunk bases, f32 row scales and u32 row pointers are arrays
-// of their own. The input vector is staged as plain floats (no bank padding: the columns a lane
-// reads are data-dependent anyway). The chunks the 32 lanes read together are dealt at upload
-// (formats::interleave_mdcsr_row), so at each step the lanes read consecutive entries of a row,
-// whose columns share fewer banks: MdCSR 50% -0.15 ms per Phi-4 token on the H100 (Round 18).
+// of their own. The input vector is staged as plain floats (f16 with PDVM_MDCSR_XH; no bank
+// padding: the columns a lane reads are data-dependent anyway). The chunks the 32 lanes read
+// together are dealt at upload (formats::interleave_mdcsr_row), so at each step the lanes read
+// consecutive entries of a row, whose columns share fewer banks: MdCSR 50% -0.15 ms per Phi-4
+// token on the H100 (Round 18).
 #pragma once
 
 namespace pdvm::cuda {
@@ -75,19 +76,23 @@ __device__ __forceinline__ void load_row_scales(const DevMatrix& m, const float*
 // with 2 (64 B per lane) MdCSR ran at 59-65% of the read ceiling on Phi-4 (H100, df7c033). A
 // pipelined round (the next requested before this one is decoded) spilled token_kernel<64u> by
 // 236-440 B (Round 18, not run; MdcsrRound is that version's unit of a round).
-constexpr int kChunksInFlight = PDVM_MDCSR_CHUNKS;  // 4 unless set (matvec.cuh's switches)
+// bitmap_matvec.cuh uses the same count; PDVM_MDCSR_CHUNKS (matvec.cuh's switches) moves MdCSR's
+// alone.
+constexpr int kChunksInFlight = 4;
+constexpr int kMdcsrChunksInFlight = PDVM_MDCSR_CHUNKS;
+static_assert(kMdcsrChunksInFlight >= 1, "PDVM_MDCSR_CHUNKS: at least one chunk per round");
 
-// One round of a lane's chunks: chunk k + 32 u for u < kChunksInFlight (past the range's end the
-// last chunk is loaded again, and not used).
+// One round of a lane's chunks: chunk k + 32 u for u < kMdcsrChunksInFlight (past the range's
+// end the last chunk is loaded again, and not used).
 struct MdcsrRound {
-  int4 v[kChunksInFlight], d[kChunksInFlight];
-  int b[kChunksInFlight];
+  int4 v[kMdcsrChunksInFlight], d[kMdcsrChunksInFlight];
+  int b[kMdcsrChunksInFlight];
 };
 
 __device__ __forceinline__ void load_mdcsr_round(const DevMatrix& m, unsigned k, unsigned end,
                                                  MdcsrRound& r) {
 #pragma unroll
-  for (int u = 0; u < kChunksInFlight; ++u) {
+  for (int u = 0; u < kMdcsrChunksInFlight; ++u) {
     const unsigned ku = min(k + 32 * u, end - 1);
     r.v[u] = ld_weight16(m.w + size_t(ku) * 32);
     r.d[u] = ld_weight16(m.w + size_t(ku) * 32 + 16);
@@ -96,7 +101,7 @@ __device__ __forceinline__ void load_mdcsr_round(const DevMatrix& m, unsigned k,
 }
 
 // A warp takes kRowsPerWarp consecutive rows; their chunks are one contiguous range
-// [row_ptr[row0], row_ptr[row0 + kRowsPerWarp]), which its lanes stride with kChunksInFlight
+// [row_ptr[row0], row_ptr[row0 + kRowsPerWarp]), which its lanes stride with kMdcsrChunksInFlight
 // chunks per round per lane (rows of unequal length cost no idle lanes). Each chunk's sum goes to
 // its row's accumulator; the row scale is applied once at the end.
 // Reads: 34 B per chunk of 16 entries + 8 B per row (~2.13 B per kept weight). FLOPs: 2 per entry.
@@ -124,10 +129,10 @@ __device__ void matvec_stage_mdcsr(const DevMatrix& m, const float* xs, const Ep
     const unsigned end = bound[kRowsPerWarp];
     auto decode = [&](unsigned k, const MdcsrRound& r) {
 #pragma unroll
-      for (int u = 0; u < kChunksInFlight; ++u)
+      for (int u = 0; u < kMdcsrChunksInFlight; ++u)
         if (k + 32 * u < end) add(k + 32 * u, mdcsr_chunk_dot(r.v[u], r.d[u], r.b[u], xs));
     };
-    for (unsigned k = bound[0] + lane; k < end; k += 32 * kChunksInFlight) {
+    for (unsigned k = bound[0] + lane; k < end; k += 32 * kMdcsrChunksInFlight) {
       MdcsrRound r;
       load_mdcsr_round(m, k, end, r);
       decode(k, r);
