@@ -8,12 +8,14 @@
 # then runs each JOB in order (NAME: a variant of the bundle, default final):
 #   ab            MdCSR 50% / 70% token mode, main's kernels (final) against every variant, and
 #                 q4_1 against the variants in Q4_1_VARIANTS (scripts/ab-bench.sh, REPEATS=3);
-#                 files: ab-mdcsr.txt (the runs' lines, written as they come, so a call killed at
-#                 its time limit still returns them) and ab-mdcsr/ab-runs.tar.gz, the same two for q4_1
+#                 files: ab-mdcsr.txt (the runs' lines, written as they come, so a call killed
+#                 at its time limit still returns them) and ab-mdcsr/ab-runs.tar.gz; the same two
+#                 for q4_1
 #   tests[:NAME]  gpu-check.sh's tests stage: GPU tests, memcheck, racecheck (4 files)
 #   greedy[:NAME] the default model's 64 greedy tokens against the CPU backend, every mode (1 file;
 #                 a skip fails the job)
-#   bench[:NAME]  gpu-check.sh's bench stage for BENCH_FORMATS (default "mdcsr@0.5 mdcsr@0.7"; 3 files)
+#   bench[:NAME]  gpu-check.sh's bench stage for BENCH_FORMATS (default "mdcsr@0.5 mdcsr@0.7";
+#                 3 files)
 # A job list whose files would pass the 8 that come back from $OUT is refused before anything runs.
 #
 # Usage: bash scripts/device-call.sh JOB...
