@@ -7,6 +7,8 @@
 # Usage: scripts/sass-compare.sh [REV] [FILE.cu ...]   (default: HEAD, src/cuda/kernels.cu)
 # Exit:  0 identical SASS, 1 different, 2 a build or tool error.
 # Env:   ARCH=sm_90a  NVCC_EXTRA="-DPDVM_CUDA_STAGE_TIMER=1"  KEEP=DIR (keep the .sass listings)
+#        NVCC_OLD_EXTRA="-DSWITCH=1" (REV's build only: "does the tree compile to what REV built
+#        with that switch did?", before a switch measured on the GPU is made the code)
 #
 # nvdisasm is taken from PATH or the CUDA toolkit; where the toolkit lacks it (this project's
 # CPU machines have nvcc and ptxas only), the NVIDIA wheel from PyPI is unpacked into .cache/.
@@ -59,8 +61,9 @@ flags=(-DPDVM_HAVE_CUDA=1 -O3 -DNDEBUG --expt-relaxed-constexpr -std=c++20 -cubi
 # build TREE FILE TAG: FILE's cubin, ptxas's resource lines, and the SASS listing with addresses,
 # encodings and the anonymous namespace's per-build hash taken out
 build() {
-  local tree=$1 file=$2 tag=$3
-  (cd "$tree" && nvcc "${flags[@]}" -I include -I src "$file" -o "$work/$tag.cubin") \
+  local tree=$1 file=$2 tag=$3 extra=()
+  [[ $tree == "$work/old" ]] && read -r -a extra <<< "${NVCC_OLD_EXTRA:-}"
+  (cd "$tree" && nvcc "${flags[@]}" ${extra[@]+"${extra[@]}"} -I include -I src "$file" -o "$work/$tag.cubin") \
     > "$work/$tag.ptxas" 2>&1 || { cat "$work/$tag.ptxas" >&2; die "$file did not compile in $tag"; }
   "$nvdisasm" -c "$work/$tag.cubin" |
     sed -E 's@/\*[0-9a-f]{4,}\*/@@g; s@_GLOBAL__N__[0-9a-f]{8}_@_GLOBAL__N__@g; s@ +;@;@' |
@@ -90,7 +93,7 @@ for f in "${files[@]}"; do
   build "$work/old" "$f" "$tag-old"
   build "$root" "$f" "$tag-new"
   if [[ -n ${KEEP:-} ]]; then mkdir -p "$KEEP"; cp "$work/$tag-old.sass" "$work/$tag-new.sass" "$KEEP/"; fi
-  echo "== $f: $rev ($(git rev-parse --short "$rev")) against the working tree, $ARCH"
+  echo "== $f: $rev ($(git rev-parse --short "$rev"))${NVCC_OLD_EXTRA:+ built with $NVCC_OLD_EXTRA} against the working tree, $ARCH"
   join -a1 -a2 -e - -o 0,1.2,2.2 <(count "$work/$tag-old.sass") <(count "$work/$tag-new.sass") \
     > "$work/counts"
   join -a1 -a2 -e - -o 0,1.2,1.3,2.2,2.3 <(resources "$work/$tag-old.ptxas") \

@@ -10,26 +10,6 @@
 
 #include "cuda/device_types.cuh"
 
-// MdCSR variant switches for an A/B on the GPU (docs/notes-cuda.md, Round 19), set with
-// -DCMAKE_CUDA_FLAGS; with the defaults the SASS is that of the code without them
-// (scripts/sass-compare.sh):
-//   PDVM_MDCSR_PC=1      a column delta taken by one PRMT, not a shift and a mask
-//                        (down_kernel<64u>: ~0.9 instructions fewer per entry)
-//   PDVM_MDCSR_CHUNKS=N  chunks each lane loads per round (4; bitmap_i8 keeps 4)
-//   PDVM_MDCSR_XH=1      MdCSR inputs staged as f16: the x loads of a warp span half the bank
-//                        words, for one conversion more per entry. Unnormalised inputs (down's
-//                        silu(gate) * up) past 65504 become inf: not for models with such
-//                        activations until tested
-#ifndef PDVM_MDCSR_PC
-#define PDVM_MDCSR_PC 0
-#endif
-#ifndef PDVM_MDCSR_CHUNKS
-#define PDVM_MDCSR_CHUNKS 4
-#endif
-#ifndef PDVM_MDCSR_XH
-#define PDVM_MDCSR_XH 0
-#endif
-
 namespace pdvm::cuda {
 
 constexpr int kThreads = 512;  // 16 warps: staging x costs one read of x per block, so fewer,
@@ -119,8 +99,7 @@ __device__ __forceinline__ bool quantized_x(Fmt f) {
 constexpr int kBitmapTailZeros = 64;
 
 // xs <- src (n floats, n % 4 == 0), times rsqrt(mean(src^2) + eps) * norm[i] when norm is given;
-// `padded`: at xs_index(i) (dense matvecs) or at i (sparse ones); with `half_x` (PDVM_MDCSR_XH
-// builds, unpadded only) as halves at i; with `codes` (n % 32 == 0) the
+// `padded`: at xs_index(i) (dense matvecs) or at i (sparse ones); with `codes` (n % 32 == 0) the
 // int8 codes and block scales above instead of the floats; with `tail_zeros` (unpadded only)
 // also xs[n, n + kBitmapTailZeros) = 0. Each thread handles 4
 // consecutive values, so the 8 threads of a block of 32 are 8 adjacent lanes: its max and sum take
@@ -137,7 +116,7 @@ static __device__ int g_stage_knockout;
 
 __device__ inline void stage_vector(float* xs, const float* src, int n, const float* norm,
                                     float eps, float* red, bool codes, bool padded,
-                                    bool tail_zeros = false, bool half_x = false) {
+                                    bool tail_zeros = false) {
 #ifdef PDVM_CUDA_STAGE_TIMER
   if (g_stage_knockout & 2) { __syncthreads(); return; }
   if (g_stage_knockout & 1) codes = false;
@@ -165,15 +144,6 @@ __device__ inline void stage_vector(float* xs, const float* src, int n, const fl
       const float4 g = *reinterpret_cast<const float4*>(norm + i);
       v.x *= scale * g.x; v.y *= scale * g.y; v.z *= scale * g.z; v.w *= scale * g.w;
     }
-#if PDVM_MDCSR_XH
-    if (in && !codes && half_x) {  // the sparse layout (unpadded), 4 halves at i
-      const __half2 a = __floats2half2_rn(v.x, v.y), b = __floats2half2_rn(v.z, v.w);
-      uint2 u;
-      u.x = *reinterpret_cast<const unsigned*>(&a);
-      u.y = *reinterpret_cast<const unsigned*>(&b);
-      *reinterpret_cast<uint2*>(reinterpret_cast<__half*>(xs) + i) = u;
-    } else
-#endif
     if (in && !codes) *reinterpret_cast<float4*>(xs + (padded ? xs_index(i) : i)) = v;
     if (codes) {
       float amax = fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w)));
@@ -210,8 +180,7 @@ __device__ inline void stage_vector(float* xs, const float* src, int n, const fl
 __device__ inline void stage_input(float* xs, const float* src, int n, const float* norm, float eps,
                                    float* red, const DevMatrix& m) {
   const bool sparse = m.fmt == Fmt::kMdCsr || m.fmt == Fmt::kBitmapI8;
-  stage_vector(xs, src, n, norm, eps, red, quantized_x(m.fmt), !sparse, m.fmt == Fmt::kBitmapI8,
-               PDVM_MDCSR_XH && m.fmt == Fmt::kMdCsr);
+  stage_vector(xs, src, n, norm, eps, red, quantized_x(m.fmt), !sparse, m.fmt == Fmt::kBitmapI8);
 }
 
 // ---- per-format pieces: scale of chunk c of row r, and the dot of one 16-byte chunk ----------

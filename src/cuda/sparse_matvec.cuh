@@ -4,11 +4,10 @@
 // Device layout (repacked at upload, same bytes as the file): chunk k is 32 bytes, its 16 int8
 // values then its 16 column deltas, so one lane reads a whole chunk with two 16-byte loads that
 // the warp's lanes coalesce; the u16 chunk bases, f32 row scales and u32 row pointers are arrays
-// of their own. The input vector is staged as plain floats (f16 with PDVM_MDCSR_XH; no bank
-// padding: the columns a lane reads are data-dependent anyway). The chunks the 32 lanes read
-// together are dealt at upload (formats::interleave_mdcsr_row), so at each step the lanes read
-// consecutive entries of a row, whose columns share fewer banks: MdCSR 50% -0.15 ms per Phi-4
-// token on the H100 (Round 18).
+// of their own. The input vector is staged as plain floats (no bank padding: the columns a lane
+// reads are data-dependent anyway). The chunks the 32 lanes read together are dealt at upload
+// (formats::interleave_mdcsr_row), so at each step the lanes read consecutive entries of a row,
+// whose columns share fewer banks: MdCSR 50% -0.15 ms per Phi-4 token on the H100 (Round 18).
 #pragma once
 
 namespace pdvm::cuda {
@@ -33,14 +32,10 @@ static __constant__ unsigned c_float_2p23 = 0x4B000000u;
 
 // One chunk: col runs from the base through the 16 prefix-summed deltas; padding entries have
 // value 0 and a column inside the row (validated at load), so they add 0.
-// Per entry: byte extract + add (the column), a shared-memory load of x, PRMT + FADD, FFMA.
-#if PDVM_MDCSR_XH  // x staged as f16 (matvec.cuh's switches)
-__device__ __forceinline__ float mdcsr_x(const float* xs, int col) {
-  return __half2float(reinterpret_cast<const __half*>(xs)[col]);
-}
-#else
-__device__ __forceinline__ float mdcsr_x(const float* xs, int col) { return xs[col]; }
-#endif
+// Per entry: PRMT + LEA (the column), a shared-memory load of x, PRMT + FADD, FFMA.
+// The column's byte is taken by one PRMT, not a shift and a mask: ptxas then keeps the column as
+// a byte address (down_kernel<64u> 1184 -> 1128 instructions; -0.05 to -0.075 ms per Phi-4 MdCSR
+// 50% token, -0.035 to -0.05 ms at 70%, three A/B rounds on the H100, Round 19).
 __device__ __forceinline__ float mdcsr_chunk_dot(int4 v, int4 d, int col, const float* xs) {
   const unsigned vw[4] = {unsigned(v.x) ^ 0x80808080u, unsigned(v.y) ^ 0x80808080u,
                           unsigned(v.z) ^ 0x80808080u, unsigned(v.w) ^ 0x80808080u};
@@ -50,12 +45,8 @@ __device__ __forceinline__ float mdcsr_chunk_dot(int4 v, int4 d, int col, const 
   for (int k = 0; k < 4; ++k) {
 #pragma unroll
     for (int b = 0; b < 4; ++b) {
-#if PDVM_MDCSR_PC
       col += int(__byte_perm(dw[k], 0u, 0x4440u | unsigned(b)));
-#else
-      col += int((dw[k] >> (8 * b)) & 0xFFu);
-#endif
-      const float p = biased_byte_as_float(vw[k], b, c_float_2p23) * mdcsr_x(xs, col);
+      const float p = biased_byte_as_float(vw[k], b, c_float_2p23) * xs[col];
       if (b & 1) s1 += p; else s0 += p;
     }
   }
@@ -75,24 +66,22 @@ __device__ __forceinline__ void load_row_scales(const DevMatrix& m, const float*
 // Chunks each lane loads per round: 4 x 32 B = 128 B per lane, as the dense q8 matvec (8 x 16 B);
 // with 2 (64 B per lane) MdCSR ran at 59-65% of the read ceiling on Phi-4 (H100, df7c033). A
 // pipelined round (the next requested before this one is decoded) spilled token_kernel<64u> by
-// 236-440 B (Round 18, not run; MdcsrRound is that version's unit of a round).
-// bitmap_matvec.cuh uses the same count; PDVM_MDCSR_CHUNKS (matvec.cuh's switches) moves MdCSR's
-// alone.
+// 236-440 B (Round 18, not run; MdcsrRound is that version's unit of a round); 6 per round
+// for MdCSR alone (no spill in token_kernel<64u>, 90 registers in the per-op kernels) was 0.02 to
+// 0.12 ms slower (Round 19).
 constexpr int kChunksInFlight = 4;
-constexpr int kMdcsrChunksInFlight = PDVM_MDCSR_CHUNKS;
-static_assert(kMdcsrChunksInFlight >= 1, "PDVM_MDCSR_CHUNKS: at least one chunk per round");
 
-// One round of a lane's chunks: chunk k + 32 u for u < kMdcsrChunksInFlight (past the range's
-// end the last chunk is loaded again, and not used).
+// One round of a lane's chunks: chunk k + 32 u for u < kChunksInFlight (past the range's end the
+// last chunk is loaded again, and not used).
 struct MdcsrRound {
-  int4 v[kMdcsrChunksInFlight], d[kMdcsrChunksInFlight];
-  int b[kMdcsrChunksInFlight];
+  int4 v[kChunksInFlight], d[kChunksInFlight];
+  int b[kChunksInFlight];
 };
 
 __device__ __forceinline__ void load_mdcsr_round(const DevMatrix& m, unsigned k, unsigned end,
                                                  MdcsrRound& r) {
 #pragma unroll
-  for (int u = 0; u < kMdcsrChunksInFlight; ++u) {
+  for (int u = 0; u < kChunksInFlight; ++u) {
     const unsigned ku = min(k + 32 * u, end - 1);
     r.v[u] = ld_weight16(m.w + size_t(ku) * 32);
     r.d[u] = ld_weight16(m.w + size_t(ku) * 32 + 16);
@@ -101,7 +90,7 @@ __device__ __forceinline__ void load_mdcsr_round(const DevMatrix& m, unsigned k,
 }
 
 // A warp takes kRowsPerWarp consecutive rows; their chunks are one contiguous range
-// [row_ptr[row0], row_ptr[row0 + kRowsPerWarp]), which its lanes stride with kMdcsrChunksInFlight
+// [row_ptr[row0], row_ptr[row0 + kRowsPerWarp]), which its lanes stride with kChunksInFlight
 // chunks per round per lane (rows of unequal length cost no idle lanes). Each chunk's sum goes to
 // its row's accumulator; the row scale is applied once at the end.
 // Reads: 34 B per chunk of 16 entries + 8 B per row (~2.13 B per kept weight). FLOPs: 2 per entry.
@@ -129,10 +118,10 @@ __device__ void matvec_stage_mdcsr(const DevMatrix& m, const float* xs, const Ep
     const unsigned end = bound[kRowsPerWarp];
     auto decode = [&](unsigned k, const MdcsrRound& r) {
 #pragma unroll
-      for (int u = 0; u < kMdcsrChunksInFlight; ++u)
+      for (int u = 0; u < kChunksInFlight; ++u)
         if (k + 32 * u < end) add(k + 32 * u, mdcsr_chunk_dot(r.v[u], r.d[u], r.b[u], xs));
     };
-    for (unsigned k = bound[0] + lane; k < end; k += 32 * kMdcsrChunksInFlight) {
+    for (unsigned k = bound[0] + lane; k < end; k += 32 * kChunksInFlight) {
       MdcsrRound r;
       load_mdcsr_round(m, k, end, r);
       decode(k, r);
