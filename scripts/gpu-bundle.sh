@@ -12,7 +12,8 @@
 # scripts/device-call.sh runs the calls on the device with them (its header lists the commands).
 #
 # Usage: scripts/gpu-bundle.sh [NAME=CUDA_FLAGS]...
-#   e.g. TESTS="pc" scripts/gpu-bundle.sh pc=-DPDVM_MDCSR_PC=1 c6=-DPDVM_MDCSR_CHUNKS=6
+#   e.g. TESTS="pc" scripts/gpu-bundle.sh pc=-DPDVM_MDCSR_PC=1 c6=-DPDVM_MDCSR_CHUNKS=6 (Round 19's
+#   switches, since removed: bench/results/round19/mdcsr-switches.patch.txt)
 # Env:   TESTS="NAME..."  variants that also carry their test binaries (~2.5x a pdvm's bytes)
 #        BUILD=build-gpucarry  the build directory (reconfigured per variant: only CUDA objects rebuild)
 set -euo pipefail

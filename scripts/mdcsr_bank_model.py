@@ -9,7 +9,7 @@ load for a row layout:
   file    chunks in column order (each lane's 16 entries are consecutive)
   dealt   each row's part of each 32-chunk block dealt like cards (formats::interleave_mdcsr_row,
           Round 18): at step t the lanes read consecutive entries of the row
-  dealt16 dealt, with x staged as f16 (PDVM_MDCSR_XH): two columns per bank word
+  dealt16 dealt, with x staged as f16 (Round 19's xh, lost): two columns per bank word
 Rows: each column kept with probability `density`, Phi-4's row lengths (5120 columns for qkv, wo
 and gate_up, 17920 for down). Deltas over 255 (padding entries) are ignored: at densities >= 0.3
 a gap that long has probability < 1e-39.
