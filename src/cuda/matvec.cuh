@@ -6,11 +6,23 @@
 #pragma once
 
 #include <cuda_bf16.h>
+#include <type_traits>
 #include <cuda_fp16.h>
 
 #include "cuda/device_types.cuh"
 
+// A/B switch (docs/notes-cuda.md, Round 20), set with -DCMAKE_CUDA_FLAGS; off, the SASS is that
+// of the code without it (scripts/sass-compare.sh):
+//   PDVM_NORM_AFTER=1  RMSNorm's scale applied to the finished rows (y = s W (g x)), not to the
+//                      staged input: the normalised stages (qkv, ffn_up, the head) stage g x in one
+//                      pass over x, not two, and their epilogues multiply by s (norm_scale)
+#ifndef PDVM_NORM_AFTER
+#define PDVM_NORM_AFTER 0
+#endif
+
 namespace pdvm::cuda {
+
+constexpr bool kNormAfter = PDVM_NORM_AFTER != 0;
 
 constexpr int kThreads = 512;  // 16 warps: staging x costs one read of x per block, so fewer,
                                // larger blocks read less L2 (264 blocks x 80 KB for Phi-4 down)
@@ -60,6 +72,23 @@ __device__ __forceinline__ float block_sum(float v, float* red) {
   for (int w = 0; w < kWarps; ++w) t += red[w];
   return t;
 }
+
+// kNormAfter: the RMSNorm scale rsqrt(mean(x^2) + eps) of the input a block staged last, from the
+// `red` that stage_vector left: each warp's sum of squares over n in red[warp], eps in
+// red[kWarps]. Valid until the block's next staging (which syncs before it writes red).
+__device__ __forceinline__ float norm_scale(const float* red) {
+  float t = red[kWarps];
+#pragma unroll
+  for (int w = 0; w < kWarps; ++w) t += red[w];
+  return rsqrtf(t);
+}
+// An epilogue's handle on that `red`: the pointer with kNormAfter, else an empty member
+// ([[no_unique_address]]: the epilogues keep their layout, so the default build's SASS is unchanged)
+struct NoNormScale {
+  __host__ __device__ constexpr NoNormScale(const float* = nullptr) {}
+};
+using NormRed = std::conditional_t<kNormAfter, const float*, NoNormScale>;
+__device__ __forceinline__ float norm_scale(NoNormScale) { return 1.0f; }
 
 // ---- the staged vector as int8 codes, for the quantized formats ---------------------------
 // Quantized weights are multiplied with x's two-term int8 codes, x ~= sf * (256 qh + ql) with
@@ -122,7 +151,10 @@ __device__ inline void stage_vector(float* xs, const float* src, int n, const fl
   if (g_stage_knockout & 1) codes = false;
 #endif
   float scale = 1.0f;
-  if (norm != nullptr) {
+  float ss_after = 0.0f;  // kNormAfter: this thread's sum of squares of src
+  if (kNormAfter) {
+    __syncthreads();  // xs and red may still be read by the previous stage's warps
+  } else if (norm != nullptr) {
     float ss = 0.0f;
     for (int i = threadIdx.x * 4; i < n; i += kThreads * 4) {
       const float4 v = *reinterpret_cast<const float4*>(src + i);
@@ -142,7 +174,12 @@ __device__ inline void stage_vector(float* xs, const float* src, int n, const fl
     float4 v = in ? *reinterpret_cast<const float4*>(src + i) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     if (norm != nullptr && in) {
       const float4 g = *reinterpret_cast<const float4*>(norm + i);
-      v.x *= scale * g.x; v.y *= scale * g.y; v.z *= scale * g.z; v.w *= scale * g.w;
+      if (kNormAfter) {
+        ss_after += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+        v.x *= g.x; v.y *= g.y; v.z *= g.z; v.w *= g.w;
+      } else {
+        v.x *= scale * g.x; v.y *= scale * g.y; v.z *= scale * g.z; v.w *= scale * g.w;
+      }
     }
     if (in && !codes) *reinterpret_cast<float4*>(xs + (padded ? xs_index(i) : i)) = v;
     if (codes) {
@@ -173,6 +210,11 @@ __device__ inline void stage_vector(float* xs, const float* src, int n, const fl
     }
   }
   if (tail_zeros && !padded && threadIdx.x < kBitmapTailZeros) xs[n + threadIdx.x] = 0.0f;
+  if (kNormAfter && norm != nullptr) {  // norm_scale's inputs, published by the sync below
+    ss_after = warp_sum(ss_after);
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = ss_after / float(n);
+    if (threadIdx.x == 0) red[kWarps] = eps;
+  }
   __syncthreads();
 }
 

@@ -24,6 +24,7 @@ struct QkvEpilogue {
   const StepState* s;
   const float* bias;
   int layer, pos;
+  [[no_unique_address]] NormRed norm_red{};  // kNormAfter: the staging's `red` (norm_scale)
   struct Pre {
     float2 cs[kRowsPerWarp / 2];  // lane 0: (cos, sin) of each rotary pair, if q or k rows
   };
@@ -42,8 +43,10 @@ struct QkvEpilogue {
     if ((threadIdx.x & 31) != 0) return;
     const int hd = s->head_dim, q_rows = s->n_heads * hd, k_rows = s->n_kv_heads * hd;
     float v[kRowsPerWarp];
+    const float sc = norm_scale(norm_red);
 #pragma unroll
-    for (int i = 0; i < kRowsPerWarp; ++i) v[i] = acc[i] + (bias != nullptr ? bias[row0 + i] : 0.0f);
+    for (int i = 0; i < kRowsPerWarp; ++i)
+      v[i] = (kNormAfter ? acc[i] * sc : acc[i]) + (bias != nullptr ? bias[row0 + i] : 0.0f);
     if (row0 >= q_rows + k_rows) {
       const int r = row0 - q_rows - k_rows;
 #pragma unroll
@@ -103,15 +106,17 @@ struct ResidualEpilogue {
 struct SiluMulEpilogue {
   float* act;
   int d_ff;
+  [[no_unique_address]] NormRed norm_red{};  // kNormAfter: the staging's `red` (norm_scale)
   using Pre = int;  // nothing to read
   __device__ int preload(int) const { return 0; }
   __device__ void operator()(int row0, const float (&acc)[kRowsPerWarp], int) const {
     if ((threadIdx.x & 31) != 0) return;
+    const float sc = norm_scale(norm_red);
 #pragma unroll
     for (int p = 0; p < kRowsPerWarp / 2; ++p) {
       const int i = row0 / 2 + p;
       if (i < d_ff) {
-        const float g = acc[2 * p], u = acc[2 * p + 1];
+        const float g = acc[2 * p] * sc, u = acc[2 * p + 1] * sc;
         act[i] = g / (1.0f + __expf(-g)) * u;
       }
     }
@@ -149,7 +154,7 @@ struct LayerEpilogue {
       }
     }
     if (kind == kSilu) {
-      SiluMulEpilogue{act, d_ff}(row0, acc, 0);
+      SiluMulEpilogue{act, d_ff, qkv.norm_red}(row0, acc, 0);
     } else if constexpr (kWithQkv) {
       res(row0, acc, pre.cs[0].x);
     } else {
@@ -161,6 +166,7 @@ struct LayerEpilogue {
 struct StoreEpilogue {
   float* out;
   int rows;
+  [[no_unique_address]] NormRed norm_red{};  // kNormAfter: the staging's `red` (norm_scale)
   using Pre = int;  // nothing to read
   __device__ int preload(int) const { return 0; }
   __device__ void operator()(int row0, const float (&acc)[kRowsPerWarp], int) const {
@@ -169,7 +175,7 @@ struct StoreEpilogue {
       float a = acc[0];
 #pragma unroll
       for (int i = 1; i < kRowsPerWarp; ++i) if (lane == i) a = acc[i];
-      out[row0 + lane] = a;
+      out[row0 + lane] = kNormAfter ? a * norm_scale(norm_red) : a;
     }
   }
 };
@@ -184,7 +190,7 @@ template <bool kPaired = true, FmtSet kFmts = kAllFmts>
 __device__ inline void qkv_stage(const StepState& s, const DevLayer& L, int layer, int pos,
                                  float* smem, float* red) {
   stage_input(smem, s.x, s.d_model, L.attn_norm, s.eps, red, L.qkv);
-  matvec_stage<kPaired, kFmts>(L.qkv, smem, QkvEpilogue{&s, L.qkv_bias, layer, pos});
+  matvec_stage<kPaired, kFmts>(L.qkv, smem, QkvEpilogue{&s, L.qkv_bias, layer, pos, red});
 }
 
 // Partial attention for every item (chunk, kv head, query heads: attn_plan), one warp each; with
@@ -230,7 +236,7 @@ template <bool kPaired = true, FmtSet kFmts = kAllFmts>
 __device__ __forceinline__ void ffn_up_stage(const StepState& s, const DevLayer& L, float* smem,
                                              float* red) {
   stage_input(smem, s.x, s.d_model, L.ffn_norm, s.eps, red, L.gate_up);
-  matvec_stage<kPaired, kFmts>(L.gate_up, smem, SiluMulEpilogue{s.act, s.d_ff});
+  matvec_stage<kPaired, kFmts>(L.gate_up, smem, SiluMulEpilogue{s.act, s.d_ff, red});
 }
 
 // x += W_down . act
@@ -254,8 +260,8 @@ __device__ __forceinline__ void layer_matvec_stage(const StepState& s, const Dev
   stage_input(smem, src, n, norm, norm != nullptr ? s.eps : 0.0f, red, m);
   using Epi = LayerEpilogue<kWithQkv>;
   const Epi epi{k == 0 ? Epi::kQkv : k == 2 ? Epi::kSilu : Epi::kResidual,
-                QkvEpilogue{&s, L.qkv_bias, layer, pos}, ResidualEpilogue{s.x, s.d_model}, s.act,
-                s.d_ff};
+                QkvEpilogue{&s, L.qkv_bias, layer, pos, red}, ResidualEpilogue{s.x, s.d_model},
+                s.act, s.d_ff};
   matvec_stage<true, kFmts>(m, smem, epi);
 }
 
@@ -264,7 +270,7 @@ template <bool kPaired = true>
 __device__ inline void head_stage(const StepState& s, const float* out_norm, const DevMatrix& out,
                                   float* smem, float* red) {
   stage_input(smem, s.x, s.d_model, out_norm, s.eps, red, out);
-  matvec_stage<kPaired>(out, smem, StoreEpilogue{s.logits, s.vocab});
+  matvec_stage<kPaired>(out, smem, StoreEpilogue{s.logits, s.vocab, red});
 }
 
 }  // namespace pdvm::cuda
