@@ -6,11 +6,11 @@
 #   build-carry/ga/partA, build-carry/gb/partB -> the default model, joined and sha256-checked
 #                                                 once both halves are there
 # then runs each JOB in order (NAME: a variant of the bundle, default final):
-#   ab            MdCSR 50% / 70% token mode, main's kernels (final) against every variant, and
-#                 q4_1 against the variants in Q4_1_VARIANTS (scripts/ab-bench.sh, REPEATS=3);
-#                 files: ab-mdcsr.txt (the runs' lines, written as they come, so a call killed
-#                 at its time limit still returns them) and ab-mdcsr/ab-runs.tar.gz; the same two
-#                 for q4_1
+#   ab            token mode, the formats in AB_FORMATS (default MdCSR 50% / 70%), main's kernels
+#                 (final) against every variant, and q4_1 against the variants in Q4_1_VARIANTS
+#                 (scripts/ab-bench.sh, REPEATS=3, ROUNDS=1); files: ab-mdcsr.txt (ab-formats.txt
+#                 with AB_FORMATS; the runs' lines, written as they come, so a call killed at its
+#                 time limit still returns them) and ab-mdcsr/ab-runs.tar.gz; the same two for q4_1
 #   tests[:NAME]  gpu-check.sh's tests stage: GPU tests, memcheck, racecheck (4 files)
 #   greedy[:NAME] the default model's 64 greedy tokens against the CPU backend, every mode (1 file;
 #                 a skip fails the job)
@@ -76,7 +76,7 @@ done
 ab_bench() {
   local name=$1 formats=$2
   shift 2
-  FORMATS=$formats MODE=token REPEATS=${REPEATS:-3} bash scripts/ab-bench.sh "$out/$name" "$@" |
+  FORMATS=$formats MODE=token REPEATS=${REPEATS:-3} ROUNDS=${ROUNDS:-1} bash scripts/ab-bench.sh "$out/$name" "$@" |
     tee "$out/$name.txt"
   local st=${PIPESTATUS[0]}
   [[ $st == 0 ]] && ! grep -q "failed (exit" "$out/$name.txt"
@@ -93,7 +93,11 @@ for job in "$@"; do
     ab)
       variants=(base="$next/final")
       for v in "$next"/v/*/; do [[ -d $v ]] && variants+=("$(basename "$v")=${v%/}"); done
-      ab_bench ab-mdcsr "mdcsr@0.5 mdcsr@0.7" "${variants[@]}" || rc=1
+      if [[ -n ${AB_FORMATS:-} ]]; then
+        ab_bench ab-formats "$AB_FORMATS" "${variants[@]}" || rc=1
+      else
+        ab_bench ab-mdcsr "mdcsr@0.5 mdcsr@0.7" "${variants[@]}" || rc=1
+      fi
       q41=(base="$next/final")
       for v in ${Q4_1_VARIANTS:-}; do q41+=("$v=$next/v/$v"); done
       if [[ ${#q41[@]} -gt 1 ]]; then ab_bench ab-q4_1 q4_1 "${q41[@]}" || rc=1; fi ;;

@@ -135,7 +135,8 @@ constexpr int kBitmapTailZeros = 64;
 // 3 shuffles each, inside the same pass (a separate warp-per-block pass cost ~0.35 ms per Phi-4
 // q8_0 token: 35 dependent shuffle chains per block for d_ff).
 // src was written by other blocks in an earlier phase, so it is read with plain (coherent) loads.
-// Reads: n*4 B (twice when normalising; the second pass hits L1/L2).
+// Reads: n*4 B (twice when normalising, the second pass from L1/L2; once with kNormAfter, which
+// leaves the scale to the epilogue: norm_scale).
 #ifdef PDVM_CUDA_STAGE_TIMER
 // Diagnostic knock-outs (stage-timer builds only; results are wrong with any bit set): 1 = stage
 // the floats instead of the int8 codes, 2 = stage nothing. Set from PDVM_CUDA_KNOCKOUT
