@@ -6,8 +6,9 @@
 #pragma once
 
 #include <cuda_bf16.h>
-#include <type_traits>
 #include <cuda_fp16.h>
+
+#include <type_traits>
 
 #include "cuda/device_types.cuh"
 
