@@ -7,7 +7,8 @@
 #                                                 once both halves are there
 # then runs each JOB in order (NAME: a variant of the bundle, default final):
 #   ab            token mode, the formats in AB_FORMATS (default MdCSR 50% / 70%), main's kernels
-#                 (final) against every variant, and q4_1 against the variants in Q4_1_VARIANTS
+#                 (final) against every variant (those in AB_VARIANTS if set: a stage-timer build
+#                 is no A/B variant), and q4_1 against the variants in Q4_1_VARIANTS
 #                 (scripts/ab-bench.sh, REPEATS=3, ROUNDS=1); files: ab-mdcsr.txt (ab-formats.txt
 #                 with AB_FORMATS; the runs' lines, written as they come, so a call killed at its
 #                 time limit still returns them) and ab-mdcsr/ab-runs.tar.gz; the same two for q4_1
@@ -16,13 +17,16 @@
 #                 a skip fails the job)
 #   bench[:NAME]  gpu-check.sh's bench stage for BENCH_FORMATS (default "mdcsr@0.5 mdcsr@0.7";
 #                 3 files)
+#   stages:NAME   a stage-timer build's per-stage times (pdvm bench prints them): token mode, Phi-4
+#                 shape, 8 layers, depths 0 and 1024, for STAGE_FORMATS (default q4_0); 1 file,
+#                 stages-NAME.txt
 # A job list whose files would pass the 8 that come back from $OUT is refused before anything runs.
 #
 # Usage: bash scripts/device-call.sh JOB...
 # Exit:  0 every job ran and passed; 1 a job failed (its runs, tests or checks); 2 bad arguments
 set -uo pipefail
 cd "$(dirname "$0")/.."
-usage="usage: bash scripts/device-call.sh JOB... (ab, tests[:NAME], greedy[:NAME], bench[:NAME])"
+usage="usage: bash scripts/device-call.sh JOB... (ab, tests[:NAME], greedy[:NAME], bench[:NAME], stages:NAME)"
 [[ $# -gt 0 ]] || { echo "$usage" >&2; exit 2; }
 files=0
 q41_files=0
@@ -34,6 +38,7 @@ for job in "$@"; do  # every job checked before any runs
     tests | tests:?*) files=$((files + 4)) ;;
     greedy | greedy:?*) files=$((files + 1)) ;;
     bench | bench:?*) files=$((files + 3)) ;;
+    stages:?*) files=$((files + 1)) ;;
     *) echo "device-call: unknown job '$job'; $usage" >&2; exit 2 ;;
   esac
 done
@@ -66,9 +71,9 @@ bin_of() {  # the binaries' directory of a job's NAME
   local name=${1:-final}
   if [[ $name == final ]]; then echo "$next/final"; else echo "$next/v/$name"; fi
 }
-for v in ${Q4_1_VARIANTS:-}; do
+for v in ${Q4_1_VARIANTS:-} ${AB_VARIANTS:-}; do
   [[ $v =~ ^[A-Za-z0-9_-]+$ && -x $next/v/$v/pdvm ]] ||
-    { echo "device-call: Q4_1_VARIANTS names '$v', which is not a variant of the bundle" >&2; exit 2; }
+    { echo "device-call: Q4_1_VARIANTS or AB_VARIANTS names '$v', which is not a variant of the bundle" >&2; exit 2; }
 done
 
 # ab_bench(NAME, FORMATS, VARIANT...): the runs' lines into $out/NAME.txt as they come; fails if
@@ -92,7 +97,11 @@ for job in "$@"; do
   case $what in
     ab)
       variants=(base="$next/final")
-      for v in "$next"/v/*/; do [[ -d $v ]] && variants+=("$(basename "$v")=${v%/}"); done
+      if [[ -n ${AB_VARIANTS:-} ]]; then
+        for v in $AB_VARIANTS; do variants+=("$v=$next/v/$v"); done
+      else
+        for v in "$next"/v/*/; do [[ -d $v ]] && variants+=("$(basename "$v")=${v%/}"); done
+      fi
       if [[ -n ${AB_FORMATS:-} ]]; then
         ab_bench ab-formats "$AB_FORMATS" "${variants[@]}" || rc=1
       else
@@ -131,6 +140,22 @@ for job in "$@"; do
         echo "device-call: bench:$name had a failed run (see $out/bench-$name)" >&2
         rc=1
       fi ;;
+    stages)
+      log=$out/stages-$name.txt
+      : > "$log"
+      for fmt in ${STAGE_FORMATS:-q4_0}; do
+        spec=(--format "${fmt%@*}")
+        [[ $fmt == *@* ]] && spec+=(--sparsity "${fmt#*@}")
+        echo "== $fmt" >> "$log"
+        LD_LIBRARY_PATH=$dir/lib timeout 300 "$dir/pdvm" bench --backend cuda --gpu-mode token \
+          --shape phi-4 --layers 8 "${spec[@]}" --depth 0,1024 --tokens 10 --repeats 1 >> "$log" 2>&1
+        st=$?
+        echo "exit $st" >> "$log"
+        [[ $st == 0 ]] || rc=1
+      done
+      grep -E "^== |stage times|^  (qkv|attention|merge|wo|ffn_up|down|per layer)|^exit" "$log"
+      grep -q "stage times at depth" "$log" ||
+        { echo "device-call: stages:$name printed no stage times (not a stage-timer build?)" >&2; rc=1; } ;;
   esac
 done
 exit $rc
