@@ -25,7 +25,7 @@
 # Usage: bash scripts/device-call.sh JOB...
 # Exit:  0 every job ran and passed; 1 a job failed (its runs, tests or checks); 2 bad arguments
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 usage="usage: bash scripts/device-call.sh JOB... (ab, tests[:NAME], greedy[:NAME], bench[:NAME], stages:NAME)"
 [[ $# -gt 0 ]] || { echo "$usage" >&2; exit 2; }
 files=0
