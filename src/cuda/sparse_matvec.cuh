@@ -66,13 +66,14 @@ __device__ __forceinline__ void load_row_scales(const DevMatrix& m, const float*
 // Chunks each lane loads per round: 4 x 32 B = 128 B per lane, as the dense q8 matvec (8 x 16 B);
 // with 2 (64 B per lane) MdCSR ran at 59-65% of the read ceiling on Phi-4 (H100, df7c033). A
 // pipelined round (the next requested before this one is decoded) spilled token_kernel<64u> by
-// 236-440 B (Round 18, not run; MdcsrRound is that version's unit of a round); 6 per round
+// 236-440 B (Round 18, not run; bench/results/round18/mdcsr-chunk-variants.patch.txt); 6 per round
 // for MdCSR alone (no spill in token_kernel<64u>, 90 registers in the per-op kernels) was 0.02 to
 // 0.12 ms slower (Round 19).
 constexpr int kChunksInFlight = 4;
 
 // One round of a lane's chunks: chunk k + 32 u for u < kChunksInFlight (past the range's end the
-// last chunk is loaded again, and not used).
+// last chunk is loaded again, and not used). Made for the pipelined round, kept: the loop written
+// inline again compiles to other SASS than Round 19 measured.
 struct MdcsrRound {
   int4 v[kChunksInFlight], d[kChunksInFlight];
   int b[kChunksInFlight];

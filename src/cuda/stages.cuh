@@ -44,6 +44,7 @@ struct QkvEpilogue {
     const int hd = s->head_dim, q_rows = s->n_heads * hd, k_rows = s->n_kv_heads * hd;
     float v[kRowsPerWarp];
     const float sc = norm_scale(norm_red);
+    // (not acc * sc with sc == 1 in the default build: with the bias that contracts to an FFMA)
 #pragma unroll
     for (int i = 0; i < kRowsPerWarp; ++i)
       v[i] = (kNormAfter ? acc[i] * sc : acc[i]) + (bias != nullptr ? bias[row0 + i] : 0.0f);
@@ -175,7 +176,7 @@ struct StoreEpilogue {
       float a = acc[0];
 #pragma unroll
       for (int i = 1; i < kRowsPerWarp; ++i) if (lane == i) a = acc[i];
-      out[row0 + lane] = kNormAfter ? a * norm_scale(norm_red) : a;
+      out[row0 + lane] = a * norm_scale(norm_red);
     }
   }
 };
