@@ -6,7 +6,7 @@
 #       test_cuda_vs_cpu (Release, sm_90a, NATIVE off, stripped) with the shared libraries they
 #       need beyond the image's (lib/); v/NAME/: each variant's pdvm (and its test binaries when
 #       NAME is listed in TESTS), built from the same tree with extra CUDA flags; build.txt: the
-#       commit, the flags, and ptxas' registers and spill of the MdCSR kernels of each build.
+#       commit, the flags, and ptxas' registers and spill of its format-set kernel instances.
 #   build-carry/ga/partA, build-carry/gb/partB  the default model in two halves (a call carries at
 #       most 64 MiB, the working tree included).
 # scripts/device-call.sh runs the calls on the device with them (its header lists the commands).
@@ -43,8 +43,8 @@ build() {  # build(FLAGS, DEST, WITH_TESTS)
   [[ $3 == 1 ]] && targets+=(test_cuda_backend test_cuda_vs_cpu)
   cmake --build "$BUILD" -j"$(nproc)" --target "${targets[@]}" > "$stage/build.log" 2>&1 ||
     { tail -30 "$stage/build.log"; die "build failed (flags '$1')"; }
-  # ptxas' registers and spill of the MdCSR instances (FmtSet 64) and the all-formats token kernel
-  awk -v tag="$(basename "$2")" '/Compiling entry/ { n = ""; if (match($0, /[a-z_]+_kernelILj(64|4294967295)E/)) n = substr($0, RSTART, RLENGTH) }
+  # ptxas' registers and spill of every format-set instance of the layer kernels (FmtSet in the name)
+  awk -v tag="$(basename "$2")" '/Compiling entry/ { n = ""; if (match($0, /[a-z_]+_kernelILj[0-9]+E/)) n = substr($0, RSTART, RLENGTH) }
     /spill stores/ { sp = $5 } /Used [0-9]+ registers/ && n != "" { printf "  %s %s: %s registers, %s B spill\n", tag, n, $5, sp; n = "" }' \
     "$stage/build.log" >> "$stage/build.txt"
   mkdir -p "$2"
